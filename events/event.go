@@ -1,0 +1,102 @@
+package events
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Type names an event. Readers must tolerate types they do not know (R5).
+type Type string
+
+const (
+	FilterAdded    Type = "FilterAdded"
+	FilterDeleted  Type = "FilterDeleted"
+	CalloutAdded   Type = "CalloutAdded"
+	CalloutDeleted Type = "CalloutDeleted"
+)
+
+// SchemaVersion is the version this code writes. A reader handles every
+// version up to it; a newer version may carry meaning it cannot see, so
+// readers treat it like an unknown type (R5).
+const SchemaVersion = 1
+
+// Known reports whether t is a type this code understands.
+func (t Type) Known() bool {
+	switch t {
+	case FilterAdded, FilterDeleted, CalloutAdded, CalloutDeleted:
+		return true
+	}
+	return false
+}
+
+// Event is one entry of the log. Filter events carry the whole filter, also
+// on delete, so an agent that never saw the add still learns what went away
+// (R4). Callout events carry the callout.
+type Event struct {
+	Schema  int       `msgpack:"v" json:"schema"`
+	Type    Type      `msgpack:"t" json:"type"`
+	ID      string    `msgpack:"id" json:"eventId"`
+	Time    time.Time `msgpack:"ts" json:"time"`
+	Filter  *Filter   `msgpack:"f,omitempty" json:"filter,omitempty"`
+	Callout *Callout  `msgpack:"c,omitempty" json:"callout,omitempty"`
+}
+
+// Known reports whether this code can act on the event: a known type, a
+// schema it understands and the body that type needs.
+func (e *Event) Known() bool {
+	if !e.Type.Known() || e.Schema < 1 || e.Schema > SchemaVersion {
+		return false
+	}
+	switch e.Type {
+	case FilterAdded, FilterDeleted:
+		return e.Filter != nil && e.Filter.Key != ""
+	default:
+		return e.Callout != nil && e.Callout.Key != ""
+	}
+}
+
+// NewFilterEvent returns a FilterAdded or FilterDeleted event for f with a
+// fresh id and the current time.
+func NewFilterEvent(t Type, f *Filter) *Event {
+	return &Event{Schema: SchemaVersion, Type: t, ID: uuid.NewString(), Time: time.Now().UTC(), Filter: f}
+}
+
+// NewCalloutEvent returns a CalloutAdded or CalloutDeleted event for c.
+func NewCalloutEvent(t Type, c *Callout) *Event {
+	return &Event{Schema: SchemaVersion, Type: t, ID: uuid.NewString(), Time: time.Now().UTC(), Callout: c}
+}
+
+// ErrMalformed is wrapped by Decode for payloads that are not an event.
+var ErrMalformed = errors.New("events: malformed payload")
+
+// Encode returns the msgpack payload of e.
+func Encode(e *Event) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(e); err != nil {
+		return nil, fmt.Errorf("events: encode %s: %w", e.Type, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Decode parses a payload. Unknown fields are ignored and an unknown type is
+// not an error (check Event.Known); only bytes that are not a msgpack map of
+// the envelope's shape fail, wrapped in ErrMalformed.
+func Decode(data []byte) (*Event, error) {
+	var e Event
+	if err := msgpack.Unmarshal(data, &e); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if e.Type == "" {
+		return nil, fmt.Errorf("%w: no event type", ErrMalformed)
+	}
+	return &e, nil
+}

@@ -1,0 +1,62 @@
+package events
+
+import (
+	"fmt"
+	"strings"
+)
+
+// NoCallout is the callout token in the subject of a filter whose action
+// names no callout.
+const NoCallout = "_"
+
+// Subjects builds and parses the subjects of one stream prefix. The layout
+// is <prefix>.filter.<calloutKey|_>.<filterKey> and
+// <prefix>.callout.<calloutKey>: one subject per filter, under its callout,
+// so an agent's consumer has a single filter subject that permissions can
+// scope, and "last message per subject" is the current state.
+type Subjects struct{ Prefix string }
+
+// Filter returns the subject of filter f's events.
+func (s Subjects) Filter(f *Filter) string {
+	return s.Prefix + ".filter." + CalloutToken(f.CalloutKey) + "." + f.Key
+}
+
+// Callout returns the subject of callout key's events.
+func (s Subjects) Callout(key string) string { return s.Prefix + ".callout." + key }
+
+// CalloutFilters returns the subject that matches every filter naming
+// callout key: what an agent for that callout consumes.
+func (s Subjects) CalloutFilters(key string) string {
+	return s.Prefix + ".filter." + CalloutToken(key) + ".*"
+}
+
+// AllFilters matches every filter subject.
+func (s Subjects) AllFilters() string { return s.Prefix + ".filter.>" }
+
+// FilterKeyAnyCallout matches filter key's subject whichever callout it names.
+func (s Subjects) FilterKeyAnyCallout(key string) string { return s.Prefix + ".filter.*." + key }
+
+// API returns the subject of a management API endpoint.
+func (s Subjects) API(endpoint string) string { return s.Prefix + ".api." + endpoint }
+
+// CalloutToken is the subject token for a callout key ("_" for none).
+func CalloutToken(key string) string {
+	if key == "" {
+		return NoCallout
+	}
+	return key
+}
+
+// ValidPrefix checks that p can head our subjects: non-empty tokens with no
+// wildcards or spaces.
+func ValidPrefix(p string) error {
+	if p == "" {
+		return fmt.Errorf("subject prefix is empty")
+	}
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return fmt.Errorf("subject prefix %q: tokens must be non-empty with no wildcards or spaces", p)
+		}
+	}
+	return nil
+}
