@@ -1,0 +1,74 @@
+package engine
+
+import (
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/projection"
+)
+
+// ServiceName is the NATS micro service name: `nats micro ls` shows it.
+const ServiceName = "wfp-engine"
+
+// Version is the API version the service announces.
+const Version = "0.1.0"
+
+// Endpoints, relative to "<prefix>.api.". Each takes and returns JSON.
+const (
+	EndpointCalloutAdd    = "callout.add"
+	EndpointCalloutDelete = "callout.delete"
+	EndpointCalloutList   = "callout.list"
+	EndpointFilterAdd     = "filter.add"
+	EndpointFilterDelete  = "filter.delete"
+	EndpointFilterGet     = "filter.get"
+	EndpointFilterList    = "filter.list"
+)
+
+// FilterRef names one filter, by key or by runtime id (exactly one).
+type FilterRef struct {
+	FilterKey string `json:"filterKey,omitempty"`
+	FilterID  uint64 `json:"filterId,omitempty"`
+}
+
+// CalloutRef names one callout object.
+type CalloutRef struct {
+	CalloutKey string `json:"calloutKey"`
+}
+
+// FilterResponse answers filter add and get: the filter as stored, and the
+// log position the answer reflects.
+type FilterResponse struct {
+	Filter *events.Filter `json:"filter"`
+	Seq    uint64         `json:"seq"`
+}
+
+// CalloutResponse answers callout add.
+type CalloutResponse struct {
+	Callout *events.Callout `json:"callout"`
+	Seq     uint64          `json:"seq"`
+}
+
+// DeleteResponse answers deletes: what was deleted, at which position.
+type DeleteResponse struct {
+	Seq uint64 `json:"seq"`
+}
+
+// ListFiltersRequest is an enumeration template (FwpmFilterEnum's).
+type ListFiltersRequest = projection.Template
+
+// ListFiltersResponse is a snapshot of the matching filters as of Seq: the
+// log position an agent can resume live from without a gap (R3a).
+type ListFiltersResponse struct {
+	Seq     uint64           `json:"seq"`
+	Filters []*events.Filter `json:"filters"`
+}
+
+// CalloutInfo is a callout object with the number of filters naming it.
+type CalloutInfo struct {
+	events.Callout
+	FilterCount int `json:"filterCount"`
+}
+
+// ListCalloutsResponse lists every callout object as of Seq.
+type ListCalloutsResponse struct {
+	Seq      uint64        `json:"seq"`
+	Callouts []CalloutInfo `json:"callouts"`
+}

@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/projection"
+)
+
+// startServer runs a real embedded nats-server with JetStream for one test.
+func startServer(t testing.TB, dir string) *jetstream.Embedded {
+	t.Helper()
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: dir, Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+func connect(t testing.TB, srv *jetstream.Embedded) *nats.Conn {
+	t.Helper()
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func startEngine(t testing.TB, nc *nats.Conn) *Engine {
+	t.Helper()
+	e, err := Start(context.Background(), nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+func TestAddListDeleteAndErrors(t *testing.T) {
+	ctx := context.Background()
+	srv := startServer(t, t.TempDir())
+	nc := connect(t, srv)
+	startEngine(t, nc)
+	c := NewClient(nc)
+
+	co, err := c.AddCallout(ctx, events.Callout{Key: "0C8E7F1D-7C55-4D0E-A2E1-6F3B9D2F4E10", Name: "inspect"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if co.Key != "0c8e7f1d-7c55-4d0e-a2e1-6f3b9d2f4e10" {
+		t.Fatalf("callout key not canonical: %s", co.Key)
+	}
+	if _, err := c.AddCallout(ctx, events.Callout{Key: co.Key, Name: "again"}); !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("second add: %v, want FWP_E_ALREADY_EXISTS", err)
+	}
+	f, err := c.AddFilter(ctx, events.Filter{Name: "f1", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co.Key,
+		Conditions: []events.Condition{{Field: "IP_REMOTE_PORT", Value: "23"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.ID != 2 || f.Conditions[0].Match != events.MatchEqual {
+		t.Fatalf("filter %+v: want id 2 (the add's sequence) and match defaulted", f)
+	}
+	if _, err := c.AddFilter(ctx, events.Filter{Key: f.Key, Name: "dup", Layer: "L", Action: events.ActionBlock}); !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("dup filter: %v", err)
+	}
+	if _, err := c.AddFilter(ctx, events.Filter{Name: "x", Layer: "L", Action: events.ActionCalloutTerminating,
+		CalloutKey: "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"}); !errors.Is(err, ErrCalloutNotFound) {
+		t.Fatalf("missing callout: %v", err)
+	}
+	var we *Error
+	if _, err := c.AddFilter(ctx, events.Filter{Layer: "L", Action: events.ActionBlock}); !errors.As(err, &we) || we.Code != CodeInvalidParameter || we.Message != "name is required" {
+		t.Fatalf("no name: %v", err)
+	}
+	if err := c.DeleteCallout(ctx, co.Key); !errors.Is(err, ErrInUse) {
+		t.Fatalf("delete in-use callout: %v", err)
+	}
+	list, err := c.ListFilters(ctx, projection.Template{CalloutKey: co.Key})
+	if err != nil || len(list.Filters) != 1 || list.Seq != 2 {
+		t.Fatalf("list: %+v, %v", list, err)
+	}
+	if err := c.DeleteFilterByID(ctx, f.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteFilter(ctx, f.Key); !errors.Is(err, ErrFilterNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+	if err := c.DeleteCallout(ctx, co.Key); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := c.ListCallouts(ctx)
+	if err != nil || len(cl.Callouts) != 0 {
+		t.Fatalf("callouts after delete: %+v %v", cl, err)
+	}
+}

@@ -1,0 +1,257 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/projection"
+)
+
+// maxAttempts bounds how often one group is re-validated and re-written
+// after losing to another writer or an ambiguous failure.
+const maxAttempts = 8
+
+// pending is one command of a group being written.
+type pending struct {
+	*request
+	done bool
+}
+
+// loop is the single writer: it folds the tail and writes groups of
+// commands. Owning both means a write is always validated against
+// everything folded so far, and the fence names exactly that position.
+func (e *Engine) loop(ctx context.Context) {
+	defer close(e.loopDone)
+	inflight := make(map[string]*pending) // event id -> command, while its write is unresolved
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case r := <-e.cmds:
+					r.reply(nil, 0, errorf(CodeInternal, "%v", errClosed))
+				default:
+					return
+				}
+			}
+		case m := <-e.tail:
+			e.fold(m, inflight)
+		case r := <-e.cmds:
+			group := []*pending{{request: r}}
+		more:
+			for len(group) < e.cfg.MaxGroup {
+				select {
+				case r := <-e.cmds:
+					group = append(group, &pending{request: r})
+				default:
+					break more
+				}
+			}
+			e.commit(ctx, group, inflight)
+			clear(inflight)
+		}
+	}
+}
+
+// fold applies tail messages: m, then whatever else is already buffered,
+// under one lock. A message carrying the id of an event we tried to write
+// answers that command: its write landed even if we never got the ack.
+func (e *Engine) fold(m natsjs.Msg, inflight map[string]*pending) {
+	type decoded struct {
+		seq uint64
+		ev  *events.Event
+	}
+	batch := make([]decoded, 0, 64)
+	add := func(m natsjs.Msg) {
+		meta, err := m.Metadata()
+		if err != nil {
+			e.log.Warn("engine: tail message without metadata", "subject", m.Subject(), "err", err)
+			return
+		}
+		seq := meta.Sequence.Stream
+		if seq <= e.state.Seq() {
+			return // our own write, already folded when it was acked
+		}
+		ev, err := events.Decode(m.Data())
+		if err == nil && !ev.Known() {
+			err = fmt.Errorf("unknown event type %q or schema %d", ev.Type, ev.Schema)
+		}
+		if err != nil {
+			e.skipped.Add(1)
+			e.log.Warn("engine: skipping log message", "seq", seq, "subject", m.Subject(), "err", err)
+			ev = nil
+		}
+		batch = append(batch, decoded{seq, ev})
+	}
+	add(m)
+drain:
+	for len(batch) < cap(batch) {
+		select {
+		case m := <-e.tail:
+			add(m)
+		default:
+			break drain
+		}
+	}
+	e.mu.Lock()
+	for _, d := range batch {
+		e.state.Apply(d.seq, d.ev)
+	}
+	e.mu.Unlock()
+	for _, d := range batch {
+		if d.ev == nil {
+			continue
+		}
+		if p := inflight[d.ev.ID]; p != nil && !p.done {
+			p.done = true
+			p.reply(d.ev, d.seq, nil)
+		}
+	}
+}
+
+// drainTail folds whatever the tail has already delivered, without waiting.
+func (e *Engine) drainTail(inflight map[string]*pending) {
+	for {
+		select {
+		case m := <-e.tail:
+			e.fold(m, inflight)
+		default:
+			return
+		}
+	}
+}
+
+// catchUp folds the tail until the state reaches seq. It gives up when the
+// tail delivers nothing for the write timeout: a long rebuild is fine as
+// long as it moves.
+func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*pending) error {
+	idle := time.NewTimer(e.cfg.WriteTimeout)
+	defer idle.Stop()
+	for e.state.Seq() < seq {
+		select {
+		case m := <-e.tail:
+			e.fold(m, inflight)
+			idle.Reset(e.cfg.WriteTimeout)
+		case <-idle.C:
+			return fmt.Errorf("at %d of %d, nothing new for %v", e.state.Seq(), seq, e.cfg.WriteTimeout)
+		case <-ctx.Done():
+			return fmt.Errorf("at %d of %d: %w", e.state.Seq(), seq, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// commit validates the group against the state and writes what passes as
+// one fenced unit, retrying after it loses the fence to another writer.
+func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[string]*pending) {
+	for attempt := 1; ; attempt++ {
+		e.drainTail(inflight)
+		var live []*pending
+		for _, p := range group {
+			if !p.done {
+				live = append(live, p)
+			}
+		}
+		if len(live) == 0 {
+			return
+		}
+		if attempt > maxAttempts {
+			for _, p := range live {
+				p.done = true
+				p.reply(nil, 0, errorf(CodeInternal, "write not confirmed after %d attempts; list to see whether it was applied", maxAttempts))
+			}
+			return
+		}
+
+		base := e.state.Seq()
+		ov := projection.NewOverlay(e.state)
+		var (
+			msgs   []*nats.Msg
+			evs    []*events.Event
+			owners []*pending
+		)
+		for _, p := range live {
+			seq := base + uint64(len(msgs)) + 1
+			ev, err := p.cmd.event(ov, seq)
+			if err == nil {
+				var m events.Message
+				if m, err = e.subj.Message(ev); err == nil {
+					msg := nats.NewMsg(m.Subject)
+					msg.Data, msg.Header = m.Data, nats.Header(m.Header)
+					msgs = append(msgs, msg)
+				}
+			}
+			if err != nil {
+				p.done = true
+				p.reply(nil, 0, err)
+				continue
+			}
+			ov.Apply(seq, ev)
+			evs = append(evs, ev)
+			owners = append(owners, p)
+			inflight[ev.ID] = p
+		}
+		if len(msgs) == 0 {
+			return
+		}
+
+		wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+		_, err := jetstream.PublishFenced(wctx, e.js, base, msgs)
+		cancel()
+		if err == nil {
+			e.mu.Lock()
+			for i, ev := range evs {
+				e.state.Apply(base+uint64(i)+1, ev)
+			}
+			e.mu.Unlock()
+			e.written.Add(uint64(len(evs)))
+			for i, p := range owners {
+				p.done = true
+				p.reply(evs[i], base+uint64(i)+1, nil)
+			}
+			return
+		}
+
+		// Lost the fence, or the outcome is unknown: fold the log up to its
+		// end. Commands whose events show up there are answered by fold;
+		// the rest are validated again against the newer state.
+		target := uint64(0)
+		var fe *jetstream.FenceError
+		if errors.As(err, &fe) {
+			e.fenced.Add(1)
+			target = fe.Actual
+		} else {
+			e.log.Warn("engine: write failed, checking the log for it", "err", err, "attempt", attempt)
+		}
+		if target == 0 {
+			if target, err = e.lastSeq(ctx); err != nil {
+				for _, p := range owners {
+					p.done = true
+					p.reply(nil, 0, errorf(CodeTimeout, "write outcome unknown (%v); list to see whether it was applied", err))
+				}
+				return
+			}
+		}
+		if err := e.catchUp(ctx, target, inflight); err != nil {
+			e.log.Warn("engine: catching up after a failed write", "err", err)
+		}
+	}
+}
+
+// lastSeq asks the server for the stream's last sequence.
+func (e *Engine) lastSeq(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+	defer cancel()
+	s, err := e.js.Stream(ctx, e.cfg.Stream.Name)
+	if err != nil {
+		return 0, err
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}

@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/projection"
+)
+
+// serve registers the micro service. Reads answer from the state under a
+// read lock; writes are queued for the writer loop and answered from it, so
+// a handler never blocks the subscription and concurrent writes reach the
+// loop together, to be written as one group.
+func (e *Engine) serve() error {
+	svc, err := micro.AddService(e.nc, micro.Config{
+		Name:        ServiceName,
+		Version:     Version,
+		Description: "WFP-style filter engine; events on stream " + e.cfg.Stream.Name,
+		Metadata:    map[string]string{"stream": e.cfg.Stream.Name, "prefix": e.cfg.Stream.Prefix},
+	})
+	if err != nil {
+		return fmt.Errorf("engine: micro service: %w", err)
+	}
+	e.svc = svc
+	g := svc.AddGroup(e.cfg.Stream.Prefix + ".api")
+	endpoints := []struct {
+		name, subject string
+		h             micro.HandlerFunc
+	}{
+		{"callout-add", EndpointCalloutAdd, e.write(func(data []byte) (command, error) {
+			var c events.Callout
+			err := decode(data, &c)
+			return addCallout{c}, err
+		})},
+		{"callout-delete", EndpointCalloutDelete, e.write(func(data []byte) (command, error) {
+			var r CalloutRef
+			err := decode(data, &r)
+			return deleteCallout{r.CalloutKey}, err
+		})},
+		{"filter-add", EndpointFilterAdd, e.write(func(data []byte) (command, error) {
+			var f events.Filter
+			err := decode(data, &f)
+			return addFilter{f}, err
+		})},
+		{"filter-delete", EndpointFilterDelete, e.write(func(data []byte) (command, error) {
+			var r FilterRef
+			err := decode(data, &r)
+			return deleteFilter{r}, err
+		})},
+		{"callout-list", EndpointCalloutList, e.listCallouts},
+		{"filter-get", EndpointFilterGet, e.getFilter},
+		{"filter-list", EndpointFilterList, e.listFilters},
+	}
+	for _, ep := range endpoints {
+		if err := g.AddEndpoint(ep.name, ep.h, micro.WithEndpointSubject(ep.subject)); err != nil {
+			return fmt.Errorf("engine: endpoint %s: %w", ep.name, err)
+		}
+	}
+	return nil
+}
+
+// decode parses a JSON request body; a malformed one is the caller's error.
+func decode(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return errorf(CodeInvalidParameter, "request is not valid JSON for this endpoint: %v", err)
+	}
+	return nil
+}
+
+// write adapts a command parser into a handler that queues the command and
+// answers when the writer loop has written (or refused) it.
+func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
+	return func(req micro.Request) {
+		cmd, err := parse(req.Data())
+		if err != nil {
+			respondError(req, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
+		defer cancel()
+		err = e.enqueue(ctx, cmd, func(ev *events.Event, seq uint64, err error) {
+			switch {
+			case err != nil:
+				respondError(req, err)
+			case ev.Filter != nil && ev.Type == events.FilterAdded:
+				_ = req.RespondJSON(FilterResponse{Filter: ev.Filter, Seq: seq})
+			case ev.Callout != nil && ev.Type == events.CalloutAdded:
+				_ = req.RespondJSON(CalloutResponse{Callout: ev.Callout, Seq: seq})
+			default:
+				_ = req.RespondJSON(DeleteResponse{Seq: seq})
+			}
+		})
+		if err != nil {
+			respondError(req, err)
+		}
+	}
+}
+
+func (e *Engine) getFilter(req micro.Request) {
+	var ref FilterRef
+	if err := decode(req.Data(), &ref); err != nil {
+		respondError(req, err)
+		return
+	}
+	var resp FilterResponse
+	var err error
+	e.View(func(s *projection.State) {
+		resp.Seq = s.Seq()
+		resp.Filter, err = lookupFilter(s, ref)
+	})
+	if err != nil {
+		respondError(req, err)
+		return
+	}
+	_ = req.RespondJSON(resp)
+}
+
+func (e *Engine) listFilters(req micro.Request) {
+	var t projection.Template
+	if len(req.Data()) > 0 {
+		if err := decode(req.Data(), &t); err != nil {
+			respondError(req, err)
+			return
+		}
+	}
+	var resp ListFiltersResponse
+	e.View(func(s *projection.State) {
+		resp.Seq = s.Seq()
+		resp.Filters = s.Filters(t)
+	})
+	// Filters are never changed once folded, only replaced, so they can be
+	// marshalled outside the lock.
+	_ = req.RespondJSON(resp)
+}
+
+func (e *Engine) listCallouts(req micro.Request) {
+	var resp ListCalloutsResponse
+	e.View(func(s *projection.State) {
+		resp.Seq = s.Seq()
+		for _, c := range s.Callouts() {
+			resp.Callouts = append(resp.Callouts, CalloutInfo{Callout: *c, FilterCount: s.FiltersNaming(c.Key)})
+		}
+	})
+	if resp.Callouts == nil {
+		resp.Callouts = []CalloutInfo{}
+	}
+	_ = req.RespondJSON(resp)
+}
+
+// respondError sends err with its WFP code in the micro error headers and
+// as a JSON body, so both `nats req` users and the Go client can read it.
+func respondError(req micro.Request, err error) {
+	var we *Error
+	if !errors.As(err, &we) {
+		we = &Error{Code: CodeInternal, Message: err.Error()}
+	}
+	body, _ := json.Marshal(struct {
+		Error *Error `json:"error"`
+	}{we})
+	_ = req.Error(string(we.Code), we.Message, body)
+}
