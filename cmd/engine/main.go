@@ -1,0 +1,92 @@
+// Command engine runs the filter engine and manages it.
+//
+//	engine                      serve: embedded nats-server + stream + API
+//	engine callout add|delete|list ...
+//	engine filter add|delete|list ...
+//	engine events [--callout UUID] [--from-seq N] [--follow]
+//	engine decode               one event payload on stdin, JSON on stdout
+//
+// Run any subcommand with -h for its flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage:
+  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--nats-url URL]
+  engine callout add --key UUID --name NAME [--layer L] [--json]
+  engine callout delete --key UUID
+  engine callout list [--json]
+  engine filter add [--key UUID] --name NAME --layer L [--weight N] --action ACTION [--callout UUID] [--condition FIELD=VALUE]... [--json]
+  engine filter delete (--key UUID | --id N)
+  engine filter list [--callout UUID] [--layer L] [--provider UUID] [--json]
+  engine events [--callout UUID] [--from-seq N] [--follow]
+  engine decode < payload
+Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "engine:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (len(args[0]) > 0 && args[0][0] == '-') {
+		return serve(ctx, args, stderr)
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "serve":
+		return serve(ctx, rest, stderr)
+	case "decode":
+		return decode(stdin, stdout)
+	case "events":
+		return eventsCmd(ctx, rest, stdout, stderr)
+	case "callout", "filter":
+		if len(rest) == 0 {
+			return fmt.Errorf("%s needs a verb: add, delete or list\n%s", sub, usage)
+		}
+		return manage(ctx, sub, rest[0], rest[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", sub, usage)
+}
+
+// newFlags returns a flag set that reports errors instead of exiting, so
+// run stays testable.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parse parses fs and refuses stray positional arguments, which are almost
+// always a forgotten "--".
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}

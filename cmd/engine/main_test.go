@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/wfpnats/wfp/engine"
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
+)
+
+// cli runs the command in-process against a real embedded server with an
+// engine on it.
+type cli struct {
+	t   *testing.T
+	url string
+}
+
+func newCLI(t *testing.T) *cli {
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	e, err := engine.Start(context.Background(), nc, engine.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return &cli{t, srv.ClientURL()}
+}
+
+// run runs one command line and returns stdout and the error.
+func (c *cli) run(args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	words := 0 // the command words come before the first flag
+	for words < len(args) && !strings.HasPrefix(args[words], "-") {
+		words++
+	}
+	args = append(args[:words:words], append([]string{"--server", c.url}, args[words:]...)...)
+	err := run(context.Background(), args, nil, &stdout, &stderr)
+	return stdout.String(), err
+}
+
+func (c *cli) ok(args ...string) string {
+	c.t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		c.t.Fatalf("engine %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+const calloutKey = "0c8e7f1d-7c55-4d0e-a2e1-6f3b9d2f4e10"
+
+func TestManagementCommands(t *testing.T) {
+	c := newCLI(t)
+	if out := c.ok("callout", "add", "--key", calloutKey, "--name", "inspector"); !strings.Contains(out, calloutKey) {
+		t.Fatalf("callout add printed %q", out)
+	}
+	out := c.ok("filter", "add", "--name", "block telnet", "--layer", "ALE_AUTH_CONNECT_V4", "--action", "callout-inspection",
+		"--callout", calloutKey, "--condition", "IP_REMOTE_PORT=23", "--json")
+	var added struct {
+		Key string `json:"filterKey"`
+		ID  uint64 `json:"filterId"`
+	}
+	if err := json.Unmarshal([]byte(out), &added); err != nil || added.Key == "" || added.ID != 2 {
+		t.Fatalf("filter add --json: %q (%v)", out, err)
+	}
+
+	var listed []map[string]any
+	if err := json.Unmarshal([]byte(c.ok("filter", "list", "--callout", calloutKey, "--json")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0]["filterKey"] != added.Key || listed[0]["filterId"] != 2.0 ||
+		listed[0]["calloutKey"] != calloutKey || listed[0]["layer"] != "ALE_AUTH_CONNECT_V4" || listed[0]["name"] != "block telnet" {
+		t.Fatalf("filter list --json: %v", listed)
+	}
+	if out := c.ok("callout", "list"); !strings.Contains(out, "inspector") {
+		t.Fatalf("callout list: %q", out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code string
+	}{
+		{[]string{"callout", "add", "--key", calloutKey, "--name", "again"}, "FWP_E_ALREADY_EXISTS"},
+		{[]string{"callout", "delete", "--key", calloutKey}, "FWP_E_IN_USE"},
+		{[]string{"filter", "add", "--name", "x", "--layer", "L", "--action", "callout-terminating", "--callout", "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"}, "FWP_E_CALLOUT_NOT_FOUND"},
+		{[]string{"filter", "add", "--name", "x", "--layer", "L", "--action", "sideways"}, "FWP_E_INVALID_PARAMETER"},
+		{[]string{"filter", "delete", "--id", "99"}, "FWP_E_FILTER_NOT_FOUND"},
+		{[]string{"filter", "add", "--key", "not-a-uuid", "--name", "x", "--layer", "L", "--action", "block"}, "FWP_E_INVALID_PARAMETER: filterKey"},
+	} {
+		if _, err := c.run(tc.args...); err == nil || !strings.Contains(err.Error(), tc.code) {
+			t.Errorf("engine %s: error %v, want %s", strings.Join(tc.args, " "), err, tc.code)
+		}
+	}
+
+	c.ok("filter", "delete", "--id", "2")
+	c.ok("callout", "delete", "--key", calloutKey)
+
+	// events: the whole log as JSON lines, or one callout's filters.
+	lines := strings.Split(strings.TrimSpace(c.ok("events")), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("events printed %d lines, want 4:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	var first logLine
+	if err := json.Unmarshal([]byte(lines[1]), &first); err != nil || first.Seq != 2 || first.Type != events.FilterAdded || first.Filter.Key != added.Key {
+		t.Fatalf("events line 2: %s (%v)", lines[1], err)
+	}
+	if out := c.ok("events", "--callout", calloutKey, "--from-seq", "3"); strings.Count(out, "\n") != 1 || !strings.Contains(out, `"FilterDeleted"`) {
+		t.Fatalf("events --callout --from-seq 3: %q", out)
+	}
+}
+
+func TestDecode(t *testing.T) {
+	ev := events.NewFilterEvent(events.FilterAdded, &events.Filter{Key: calloutKey, ID: 7, Name: "n", Layer: "L", Action: events.ActionBlock})
+	data, err := events.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"decode"}, bytes.NewReader(data), &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	var got events.Event
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got.Filter.ID != 7 || got.Type != events.FilterAdded {
+		t.Fatalf("decode printed %q (%v)", out.String(), err)
+	}
+	if err := run(context.Background(), []string{"decode"}, strings.NewReader("garbage"), &out, &out); err == nil {
+		t.Fatal("decode accepted garbage")
+	}
+}

@@ -1,0 +1,168 @@
+package jetstream
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultListen is where an embedded server listens unless told otherwise.
+const DefaultListen = "127.0.0.1:4222"
+
+// EmbeddedOptions configures StartEmbedded.
+type EmbeddedOptions struct {
+	StoreDir string // JetStream storage directory; required
+	// Listen is "host:port" for client connections; default "127.0.0.1:4222".
+	// Port "-1" or "0" picks a free port (see ClientURL).
+	Listen string
+	// NoListen serves in-process connections only (Connect); no TCP port.
+	NoListen bool
+	// ServerName names the server (and its JetStream node); default: the
+	// server's generated id.
+	ServerName string
+	// NoLog silences the server's own log lines. Fatal errors (port busy,
+	// JetStream cannot start) are still turned into StartEmbedded's error.
+	NoLog bool
+	// ReadyTimeout bounds the wait for the server to accept connections;
+	// default 10s.
+	ReadyTimeout time.Duration
+}
+
+// Embedded is a nats-server with JetStream running inside this process.
+type Embedded struct {
+	Server *server.Server
+
+	shutdownOnce sync.Once
+}
+
+// StartEmbedded starts a nats-server with JetStream enabled and waits until
+// it accepts connections and JetStream is up. A busy port or a JetStream
+// that cannot start is returned as an error (the stock server logger would
+// call os.Exit on those).
+func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
+	if opts.StoreDir == "" {
+		return nil, errors.New("jetstream: embedded server: StoreDir is required")
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = 10 * time.Second
+	}
+	sopts := &server.Options{
+		ServerName: opts.ServerName,
+		JetStream:  true,
+		StoreDir:   opts.StoreDir,
+		NoSigs:     true, // signals belong to the host program
+		DontListen: opts.NoListen,
+		NoLog:      opts.NoLog,
+	}
+	if !opts.NoListen {
+		host, port, err := parseListen(opts.Listen)
+		if err != nil {
+			return nil, err
+		}
+		sopts.Host, sopts.Port = host, port
+	}
+
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: embedded server: %w", err)
+	}
+	// Always install our logger: it reports fatal errors on a channel
+	// instead of exiting the process.
+	logger := newFatalCatcher(opts.NoLog)
+	ns.SetLogger(logger, false, false)
+
+	ns.Start()
+	e := &Embedded{Server: ns}
+	if err := e.waitReady(opts.ReadyTimeout, logger.fatal); err != nil {
+		e.Shutdown()
+		return nil, err
+	}
+	return e, nil
+}
+
+// waitReady polls in short slices so a fatal error (which the server
+// reports only through its logger) ends the wait at once instead of after
+// the whole timeout.
+func (e *Embedded) waitReady(timeout time.Duration, fatal <-chan string) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case msg := <-fatal:
+			return fmt.Errorf("jetstream: embedded server failed to start: %s", msg)
+		default:
+		}
+		if e.Server.ReadyForConnections(50*time.Millisecond) && e.Server.JetStreamEnabled() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("jetstream: embedded server not ready for connections after %s", timeout)
+		}
+	}
+}
+
+// ClientURL is the URL clients connect to, with the real port when it was
+// picked at random. An unspecified listen host (0.0.0.0, ::) is given as
+// loopback, since that is what a local client can dial.
+func (e *Embedded) ClientURL() string {
+	u, err := url.Parse(e.Server.ClientURL())
+	if err != nil {
+		return e.Server.ClientURL()
+	}
+	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsUnspecified() {
+		u.Host = net.JoinHostPort("127.0.0.1", u.Port())
+	}
+	return u.String()
+}
+
+// Connect opens an in-process connection (no TCP) to the server; opts are
+// applied after the in-process option.
+func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	all := append([]nats.Option{nats.InProcessServer(e.Server)}, opts...)
+	nc, err := nats.Connect("", all...)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: connect to embedded server: %w", err)
+	}
+	return nc, nil
+}
+
+// Shutdown stops the server and waits until it has stopped. Safe to call
+// more than once.
+func (e *Embedded) Shutdown() {
+	if e == nil || e.Server == nil {
+		return
+	}
+	e.shutdownOnce.Do(func() {
+		e.Server.Shutdown()
+		e.Server.WaitForShutdown()
+	})
+}
+
+// parseListen turns "host:port" into server options; "-1" and "0" both mean
+// a random port (nats-server itself reads 0 as "default port 4222").
+func parseListen(listen string) (string, int, error) {
+	if listen == "" {
+		listen = DefaultListen
+	}
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, fmt.Errorf("jetstream: embedded server: bad listen address %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("jetstream: embedded server: bad port in listen address %q", listen)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}

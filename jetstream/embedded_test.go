@@ -1,0 +1,109 @@
+package jetstream
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+func TestStartEmbeddedRandomPortTCPAndInProcess(t *testing.T) {
+	e := startServer(t)
+	url := e.ClientURL()
+	if strings.HasSuffix(url, ":-1") || strings.HasSuffix(url, ":0") {
+		t.Fatalf("ClientURL %q does not carry the real port", url)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("TCP connect to %s: %v", url, err)
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.AccountInfo(testCtx(t)); err != nil {
+		t.Fatalf("JetStream not usable over TCP: %v", err)
+	}
+
+	inproc := connectJS(t, e)
+	if _, err := inproc.AccountInfo(testCtx(t)); err != nil {
+		t.Fatalf("JetStream not usable in process: %v", err)
+	}
+}
+
+func TestStartEmbeddedPortBusy(t *testing.T) {
+	first := startServer(t)
+	listen := strings.TrimPrefix(first.ClientURL(), "nats://")
+
+	start := time.Now()
+	second, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Listen: listen, NoLog: true})
+	if err == nil {
+		second.Shutdown()
+		t.Fatalf("second server on busy %s started", listen)
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("error does not say the port is busy: %v", err)
+	}
+	// The fatal log line ends the wait; we must not sit out ReadyTimeout.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("busy port took %s to report", d)
+	}
+}
+
+func TestStartEmbeddedNoListen(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), NoListen: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	if _, err := connectJS(t, e).AccountInfo(testCtx(t)); err != nil {
+		t.Fatalf("in-process JetStream without listener: %v", err)
+	}
+}
+
+func TestStartEmbeddedBadOptions(t *testing.T) {
+	if _, err := StartEmbedded(EmbeddedOptions{}); err == nil {
+		t.Error("no StoreDir: want error")
+	}
+	for _, l := range []string{"nohostport", "127.0.0.1:x", "127.0.0.1:70000"} {
+		if _, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Listen: l, NoLog: true}); err == nil {
+			t.Errorf("Listen %q: want error", l)
+		}
+	}
+}
+
+func TestEmbeddedShutdownTwice(t *testing.T) {
+	e := startServer(t)
+	e.Shutdown()
+	e.Shutdown() // and once more by t.Cleanup
+	if e.Server.Running() {
+		t.Fatal("server still running after Shutdown")
+	}
+	var nilE *Embedded
+	nilE.Shutdown()
+}
+
+func TestParseListen(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		host string
+		port int
+	}{
+		{"", "127.0.0.1", 4222},
+		{"127.0.0.1:-1", "127.0.0.1", -1},
+		{"127.0.0.1:0", "127.0.0.1", -1},
+		{":5000", "0.0.0.0", 5000},
+	} {
+		h, p, err := parseListen(c.in)
+		if err != nil || h != c.host || p != c.port {
+			t.Errorf("parseListen(%q) = %q, %d, %v; want %q, %d", c.in, h, p, err, c.host, c.port)
+		}
+	}
+	if _, _, err := parseListen("[::1"); err == nil || errors.Unwrap(err) == nil {
+		t.Errorf("bad address: want wrapped error, got %v", err)
+	}
+}

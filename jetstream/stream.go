@@ -1,0 +1,216 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of StreamConfig.
+const (
+	DefaultStreamName = "WFP"
+	DefaultPrefix     = "wfp"
+	// DuplicateWindow is how long Nats-Msg-Id is remembered: a retried
+	// publish inside it is recognised instead of being stored twice.
+	DuplicateWindow = 2 * time.Minute
+)
+
+// StreamConfig names the event-log stream and its subject prefix.
+type StreamConfig struct {
+	Name     string // default "WFP"
+	Prefix   string // subject prefix, default "wfp"
+	Replicas int    // default 1
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c StreamConfig) WithDefaults() StreamConfig {
+	if c.Name == "" {
+		c.Name = DefaultStreamName
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	return c
+}
+
+// Subjects returns the stream's subjects: "<prefix>.filter.>" and
+// "<prefix>.callout.>". Not "<prefix>.>": the engine's request/reply API
+// lives under "<prefix>.api.>", and a stream capturing it would store every
+// request and answer it with a PubAck.
+func (c StreamConfig) Subjects() []string {
+	c = c.WithDefaults()
+	return []string{c.Prefix + ".filter.>", c.Prefix + ".callout.>"}
+}
+
+func (c StreamConfig) validate() error {
+	if strings.ContainsAny(c.Name, " \t\r\n.*>/\\") {
+		return fmt.Errorf("jetstream: invalid stream name %q", c.Name)
+	}
+	for _, tok := range strings.Split(c.Prefix, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
+			return fmt.Errorf("jetstream: invalid subject prefix %q", c.Prefix)
+		}
+	}
+	return nil
+}
+
+// natsConfig is the full stream configuration we want. The log is the
+// truth, so nothing may age it out or cap it: no limits, limits retention,
+// discard old (never reached without limits, but the least surprising if an
+// operator adds one). MaxMsgsPerSubject stays unlimited on purpose: with
+// last-per-subject consumers it triggers a linear scan (nats-server #7821),
+// and we need the history anyway.
+func (c StreamConfig) natsConfig() natsjs.StreamConfig {
+	return natsjs.StreamConfig{
+		Name:               c.Name,
+		Description:        "WFP event log: filter and callout events (source of truth)",
+		Subjects:           c.Subjects(),
+		Retention:          natsjs.LimitsPolicy,
+		Storage:            natsjs.FileStorage,
+		Replicas:           c.Replicas,
+		Discard:            natsjs.DiscardOld,
+		MaxMsgs:            -1,
+		MaxBytes:           -1,
+		MaxAge:             0,
+		MaxMsgsPerSubject:  -1,
+		Duplicates:         DuplicateWindow,
+		AllowAtomicPublish: true, // group commit and user transactions
+		AllowDirect:        true, // cheap GetMsg / last-by-subject reads
+	}
+}
+
+// EnsureStream creates the stream, or updates it if it exists with
+// different settings, idempotently. Only the settings this package owns are
+// compared and imposed (see natsConfig); anything else an operator set on an
+// existing stream (description, placement, deny-delete, ...) is kept.
+// If the server refuses the update (for instance the storage type cannot
+// change), the error says which settings differ.
+func EnsureStream(ctx context.Context, js natsjs.JetStream, cfg StreamConfig) (natsjs.Stream, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	want := cfg.natsConfig()
+
+	// Two processes may race to create the stream; the loser re-reads and
+	// goes down the update path, so one retry is enough.
+	for attempt := 0; ; attempt++ {
+		s, err := js.Stream(ctx, cfg.Name)
+		if errors.Is(err, natsjs.ErrStreamNotFound) {
+			s, err = js.CreateStream(ctx, want)
+			if errors.Is(err, natsjs.ErrStreamNameAlreadyInUse) && attempt == 0 {
+				continue
+			}
+			if isAPIError(err, jsErrCodeSubjectsOverlap) {
+				return nil, fmt.Errorf("jetstream: create stream %q: another stream already captures some of %v: %w",
+					cfg.Name, want.Subjects, err)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("jetstream: create stream %q: %w", cfg.Name, err)
+			}
+			return s, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: look up stream %q: %w", cfg.Name, err)
+		}
+
+		have := s.CachedInfo().Config
+		diffs := configDiff(have, want)
+		if len(diffs) == 0 {
+			return s, nil
+		}
+		merged := have
+		imposeOwned(&merged, want)
+		s, err = js.UpdateStream(ctx, merged)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: stream %q exists with different settings (%s) and the update was refused: %w",
+				cfg.Name, strings.Join(diffs, "; "), err)
+		}
+		return s, nil
+	}
+}
+
+// jsErrCodeSubjectsOverlap is the server's "subjects overlap with an
+// existing stream" (nats.go has no constant for it).
+const jsErrCodeSubjectsOverlap natsjs.ErrorCode = 10065
+
+func isAPIError(err error, code natsjs.ErrorCode) bool {
+	var apiErr *natsjs.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
+}
+
+// imposeOwned copies the settings this package owns from want into dst.
+func imposeOwned(dst *natsjs.StreamConfig, want natsjs.StreamConfig) {
+	dst.Subjects = want.Subjects
+	dst.Retention = want.Retention
+	dst.Storage = want.Storage
+	dst.Replicas = want.Replicas
+	dst.Discard = want.Discard
+	dst.MaxMsgs = want.MaxMsgs
+	dst.MaxBytes = want.MaxBytes
+	dst.MaxAge = want.MaxAge
+	dst.MaxMsgsPerSubject = want.MaxMsgsPerSubject
+	dst.Duplicates = want.Duplicates
+	dst.AllowAtomicPublish = want.AllowAtomicPublish
+	dst.AllowDirect = want.AllowDirect
+}
+
+// configDiff lists, readably, the owned settings where have differs from
+// want. The server normalises "unlimited" to -1, so 0 and -1 compare equal
+// for the limits.
+func configDiff(have, want natsjs.StreamConfig) []string {
+	var d []string
+	add := func(name string, h, w any) { d = append(d, fmt.Sprintf("%s %v, want %v", name, h, w)) }
+	hs, ws := slices.Sorted(slices.Values(have.Subjects)), slices.Sorted(slices.Values(want.Subjects))
+	if !slices.Equal(hs, ws) {
+		add("subjects", hs, ws)
+	}
+	if have.Retention != want.Retention {
+		add("retention", have.Retention, want.Retention)
+	}
+	if have.Storage != want.Storage {
+		add("storage", have.Storage, want.Storage)
+	}
+	if have.Replicas != want.Replicas {
+		add("replicas", have.Replicas, want.Replicas)
+	}
+	if have.Discard != want.Discard {
+		add("discard", have.Discard, want.Discard)
+	}
+	unl := func(v int64) int64 {
+		if v <= 0 {
+			return -1
+		}
+		return v
+	}
+	if unl(have.MaxMsgs) != unl(want.MaxMsgs) {
+		add("max_msgs", have.MaxMsgs, want.MaxMsgs)
+	}
+	if unl(have.MaxBytes) != unl(want.MaxBytes) {
+		add("max_bytes", have.MaxBytes, want.MaxBytes)
+	}
+	if unl(have.MaxMsgsPerSubject) != unl(want.MaxMsgsPerSubject) {
+		add("max_msgs_per_subject", have.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
+	}
+	if have.MaxAge != want.MaxAge {
+		add("max_age", have.MaxAge, want.MaxAge)
+	}
+	if have.Duplicates != want.Duplicates {
+		add("duplicate_window", have.Duplicates, want.Duplicates)
+	}
+	if have.AllowAtomicPublish != want.AllowAtomicPublish {
+		add("allow_atomic", have.AllowAtomicPublish, want.AllowAtomicPublish)
+	}
+	if have.AllowDirect != want.AllowDirect {
+		add("allow_direct", have.AllowDirect, want.AllowDirect)
+	}
+	return d
+}

@@ -1,0 +1,154 @@
+package jetstream
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+func TestStreamConfigDefaultsAndSubjects(t *testing.T) {
+	c := StreamConfig{}.WithDefaults()
+	if c.Name != "WFP" || c.Prefix != "wfp" || c.Replicas != 1 {
+		t.Fatalf("defaults: %+v", c)
+	}
+	want := []string{"wfp.filter.>", "wfp.callout.>"}
+	if got := (StreamConfig{}).Subjects(); !slices.Equal(got, want) {
+		t.Fatalf("Subjects() = %v, want %v", got, want)
+	}
+	if got := (StreamConfig{Prefix: "acme.wfp"}).Subjects(); got[0] != "acme.wfp.filter.>" {
+		t.Fatalf("Subjects() with dotted prefix = %v", got)
+	}
+	for _, bad := range []StreamConfig{{Prefix: "wfp.>"}, {Prefix: "a..b"}, {Name: "a.b"}} {
+		if err := bad.WithDefaults().validate(); err == nil {
+			t.Errorf("%+v: want validation error", bad)
+		}
+	}
+}
+
+func TestEnsureStreamCreatesWithOwnedSettings(t *testing.T) {
+	_, s := setupStream(t)
+	cfg := s.CachedInfo().Config
+	if !slices.Equal(cfg.Subjects, []string{"wfp.filter.>", "wfp.callout.>"}) {
+		t.Errorf("subjects %v", cfg.Subjects)
+	}
+	if cfg.Storage != natsjs.FileStorage || !cfg.AllowAtomicPublish || !cfg.AllowDirect ||
+		cfg.Duplicates != 2*time.Minute || cfg.Discard != natsjs.DiscardOld ||
+		cfg.Retention != natsjs.LimitsPolicy || cfg.Replicas != 1 {
+		t.Errorf("config %+v", cfg)
+	}
+	if cfg.MaxMsgs != -1 || cfg.MaxBytes != -1 || cfg.MaxAge != 0 || cfg.MaxMsgsPerSubject != -1 {
+		t.Errorf("limits set: msgs %d bytes %d age %s per-subject %d",
+			cfg.MaxMsgs, cfg.MaxBytes, cfg.MaxAge, cfg.MaxMsgsPerSubject)
+	}
+}
+
+func TestEnsureStreamIdempotent(t *testing.T) {
+	js, s1 := setupStream(t)
+	ctx := testCtx(t)
+	if _, err := js.Publish(ctx, "wfp.filter.C.k1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := EnsureStream(ctx, js, StreamConfig{})
+	if err != nil {
+		t.Fatalf("second EnsureStream: %v", err)
+	}
+	i1, i2 := s1.CachedInfo(), s2.CachedInfo()
+	if !i1.Created.Equal(i2.Created) {
+		t.Errorf("stream re-created: %v then %v", i1.Created, i2.Created)
+	}
+	if configDiff(i2.Config, StreamConfig{}.WithDefaults().natsConfig()) != nil {
+		t.Errorf("config drifted: %+v", i2.Config)
+	}
+	if st := state(t, s2); st.Msgs != 1 {
+		t.Errorf("messages lost: %d", st.Msgs)
+	}
+}
+
+func TestEnsureStreamFixesChangedSettings(t *testing.T) {
+	e := startServer(t)
+	js := connectJS(t, e)
+	ctx := testCtx(t)
+	// A stream of our name that captures everything and ages out: both wrong.
+	_, err := js.CreateStream(ctx, natsjs.StreamConfig{
+		Name: "WFP", Subjects: []string{"wfp.>"}, MaxAge: time.Hour, Description: "operator note",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := EnsureStream(ctx, js, StreamConfig{})
+	if err != nil {
+		t.Fatalf("EnsureStream: %v", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := configDiff(info.Config, StreamConfig{}.WithDefaults().natsConfig()); d != nil {
+		t.Fatalf("not fixed: %v", d)
+	}
+	if info.Config.Description != "operator note" {
+		t.Errorf("setting we do not own was overwritten: %q", info.Config.Description)
+	}
+	// The API subjects are no longer captured by the stream.
+	if _, err := js.Publish(ctx, "wfp.api.filter.add", []byte("{}")); !errors.Is(err, natsjs.ErrNoStreamResponse) {
+		t.Errorf("publish on API subject: want ErrNoStreamResponse, got %v", err)
+	}
+}
+
+func TestEnsureStreamRefusedUpdate(t *testing.T) {
+	e := startServer(t)
+	js := connectJS(t, e)
+	ctx := testCtx(t)
+	// Storage cannot change on update: the server refuses.
+	_, err := js.CreateStream(ctx, natsjs.StreamConfig{
+		Name: "WFP", Subjects: []string{"wfp.filter.>", "wfp.callout.>"}, Storage: natsjs.MemoryStorage,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = EnsureStream(ctx, js, StreamConfig{})
+	if err == nil {
+		t.Fatal("want error for a memory stream of the same name")
+	}
+	for _, want := range []string{`"WFP"`, "storage", "refused"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	var apiErr *natsjs.APIError
+	if !errors.As(err, &apiErr) {
+		t.Errorf("server error not wrapped: %v", err)
+	}
+}
+
+func TestEnsureStreamCustomNameAndPrefix(t *testing.T) {
+	js := connectJS(t, startServer(t))
+	ctx := testCtx(t)
+	s, err := EnsureStream(ctx, js, StreamConfig{Name: "TENANT_A", Prefix: "a.wfp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CachedInfo().Config.Name != "TENANT_A" {
+		t.Fatal("wrong name")
+	}
+	ack, err := js.Publish(ctx, "a.wfp.callout.C", nil)
+	if err != nil || ack.Stream != "TENANT_A" {
+		t.Fatalf("publish under custom prefix: %v %+v", err, ack)
+	}
+}
+
+func TestEnsureStreamSubjectsTakenByAnotherStream(t *testing.T) {
+	js := connectJS(t, startServer(t))
+	ctx := testCtx(t)
+	if _, err := js.CreateStream(ctx, natsjs.StreamConfig{Name: "OTHER", Subjects: []string{"wfp.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := EnsureStream(ctx, js, StreamConfig{})
+	if err == nil || !strings.Contains(err.Error(), "another stream already captures") {
+		t.Fatalf("want overlap error, got %v", err)
+	}
+}
