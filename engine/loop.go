@@ -149,7 +149,8 @@ func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*p
 }
 
 // commit validates the group against the state and writes what passes as
-// one fenced unit, retrying after it loses the fence to another writer.
+// one fenced chain (see jetstream.PublishChain), retrying what did not land
+// after it loses the fence to another writer.
 func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[string]*pending) {
 	for attempt := 1; ; attempt++ {
 		e.drainTail(inflight)
@@ -203,19 +204,22 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 		}
 
 		wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
-		_, err := jetstream.PublishFenced(wctx, e.js, base, msgs)
+		n, err := jetstream.PublishChain(wctx, e.js, base, msgs)
 		cancel()
-		if err == nil {
+		// The chain stores a prefix: fold and answer it whatever came after.
+		if n > 0 {
 			e.mu.Lock()
-			for i, ev := range evs {
+			for i, ev := range evs[:n] {
 				e.state.Apply(base+uint64(i)+1, ev)
 			}
 			e.mu.Unlock()
-			e.written.Add(uint64(len(evs)))
-			for i, p := range owners {
+			e.written.Add(uint64(n))
+			for i, p := range owners[:n] {
 				p.done = true
 				p.reply(evs[i], base+uint64(i)+1, nil)
 			}
+		}
+		if err == nil {
 			return
 		}
 
@@ -224,9 +228,11 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 		// the rest are validated again against the newer state.
 		target := uint64(0)
 		var fe *jetstream.FenceError
-		if errors.As(err, &fe) {
+		if errors.As(err, &fe) || errors.Is(err, jetstream.ErrChainBroken) {
 			e.fenced.Add(1)
-			target = fe.Actual
+			if fe != nil {
+				target = fe.Actual
+			}
 		} else {
 			e.log.Warn("engine: write failed, checking the log for it", "err", err, "attempt", attempt)
 		}

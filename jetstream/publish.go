@@ -130,7 +130,7 @@ func copyForPublish(m *nats.Msg) *nats.Msg {
 	for k, v := range m.Header {
 		switch k {
 		case jetstreamext.BatchIDHeader, jetstreamext.BatchSeqHeader, jetstreamext.BatchCommitHeader,
-			natsjs.ExpectedLastSeqHeader:
+			natsjs.ExpectedLastSeqHeader, natsjs.ExpectedLastMsgIDHeader:
 			continue
 		}
 		h[k] = append([]string(nil), v...)
