@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,9 +15,10 @@ import (
 	"github.com/wfpnats/wfp/projection"
 )
 
-// maxAttempts bounds how often one group is re-validated and re-written
-// after losing to another writer or an ambiguous failure.
-const maxAttempts = 8
+// backoffAfterLoss is the most an engine waits, at random, before trying
+// again after losing the fence. Two engines that lose to each other in
+// step would otherwise keep colliding; a random pause lets one of them win.
+const backoffAfterLoss = 2 * time.Millisecond
 
 // pending is one command of a group being written.
 type pending struct {
@@ -152,6 +154,7 @@ func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*p
 // one fenced chain (see jetstream.PublishChain), retrying what did not land
 // after it loses the fence to another writer.
 func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[string]*pending) {
+	deadline := time.Now().Add(e.cfg.WriteTimeout)
 	for attempt := 1; ; attempt++ {
 		e.drainTail(inflight)
 		var live []*pending
@@ -163,10 +166,11 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 		if len(live) == 0 {
 			return
 		}
-		if attempt > maxAttempts {
+		if attempt > 1 && time.Now().After(deadline) {
 			for _, p := range live {
 				p.done = true
-				p.reply(nil, 0, errorf(CodeInternal, "write not confirmed after %d attempts; list to see whether it was applied", maxAttempts))
+				p.reply(nil, 0, errorf(CodeTimeout, "write not confirmed within %v (%d attempts); list to see whether it was applied",
+					e.cfg.WriteTimeout, attempt-1))
 			}
 			return
 		}
@@ -228,7 +232,8 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 		// the rest are validated again against the newer state.
 		target := uint64(0)
 		var fe *jetstream.FenceError
-		if errors.As(err, &fe) || errors.Is(err, jetstream.ErrChainBroken) {
+		lost := errors.As(err, &fe) || errors.Is(err, jetstream.ErrChainBroken)
+		if lost {
 			e.fenced.Add(1)
 			if fe != nil {
 				target = fe.Actual
@@ -237,16 +242,20 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 			e.log.Warn("engine: write failed, checking the log for it", "err", err, "attempt", attempt)
 		}
 		if target == 0 {
-			if target, err = e.lastSeq(ctx); err != nil {
-				for _, p := range owners {
+			var lerr error
+			if target, lerr = e.lastSeq(ctx); lerr != nil {
+				for _, p := range owners[n:] {
 					p.done = true
-					p.reply(nil, 0, errorf(CodeTimeout, "write outcome unknown (%v); list to see whether it was applied", err))
+					p.reply(nil, 0, errorf(CodeTimeout, "write outcome unknown (%v, then %v); list to see whether it was applied", err, lerr))
 				}
 				return
 			}
 		}
 		if err := e.catchUp(ctx, target, inflight); err != nil {
 			e.log.Warn("engine: catching up after a failed write", "err", err)
+		}
+		if lost {
+			time.Sleep(rand.N(backoffAfterLoss))
 		}
 	}
 }

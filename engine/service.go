@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/wfpnats/wfp/events"
@@ -81,18 +82,23 @@ func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
 			respondError(req, err)
 			return
 		}
+		// The answer comes from the writer loop after this handler has
+		// returned, when micro.Request must no longer be touched (micro
+		// reads its error state then), so it goes straight to the reply
+		// subject.
+		reply := req.Reply()
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
 		defer cancel()
 		err = e.enqueue(ctx, cmd, func(ev *events.Event, seq uint64, err error) {
 			switch {
 			case err != nil:
-				respondError(req, err)
+				e.publishReply(reply, errorMsg(err))
 			case ev.Filter != nil && ev.Type == events.FilterAdded:
-				_ = req.RespondJSON(FilterResponse{Filter: ev.Filter, Seq: seq})
+				e.publishReply(reply, jsonMsg(FilterResponse{Filter: ev.Filter, Seq: seq}))
 			case ev.Callout != nil && ev.Type == events.CalloutAdded:
-				_ = req.RespondJSON(CalloutResponse{Callout: ev.Callout, Seq: seq})
+				e.publishReply(reply, jsonMsg(CalloutResponse{Callout: ev.Callout, Seq: seq}))
 			default:
-				_ = req.RespondJSON(DeleteResponse{Seq: seq})
+				e.publishReply(reply, jsonMsg(DeleteResponse{Seq: seq}))
 			}
 		})
 		if err != nil {
@@ -155,6 +161,13 @@ func (e *Engine) listCallouts(req micro.Request) {
 // respondError sends err with its WFP code in the micro error headers and
 // as a JSON body, so both `nats req` users and the Go client can read it.
 func respondError(req micro.Request, err error) {
+	m := errorMsg(err)
+	_ = req.Error(m.Header.Get(micro.ErrorCodeHeader), m.Header.Get(micro.ErrorHeader), m.Data)
+}
+
+// errorMsg is the answer for a refused request: the code and message in
+// micro's error headers (as req.Error sets them) and {"error":{...}} as body.
+func errorMsg(err error) *nats.Msg {
 	var we *Error
 	if !errors.As(err, &we) {
 		we = &Error{Code: CodeInternal, Message: err.Error()}
@@ -162,5 +175,28 @@ func respondError(req micro.Request, err error) {
 	body, _ := json.Marshal(struct {
 		Error *Error `json:"error"`
 	}{we})
-	_ = req.Error(string(we.Code), we.Message, body)
+	m := nats.NewMsg("")
+	m.Header.Set(micro.ErrorHeader, we.Message)
+	m.Header.Set(micro.ErrorCodeHeader, string(we.Code))
+	m.Data = body
+	return m
+}
+
+func jsonMsg(v any) *nats.Msg {
+	m := nats.NewMsg("")
+	var err error
+	if m.Data, err = json.Marshal(v); err != nil {
+		return errorMsg(err)
+	}
+	return m
+}
+
+func (e *Engine) publishReply(subject string, m *nats.Msg) {
+	if subject == "" {
+		return // a publish without a reply subject asked for no answer
+	}
+	m.Subject = subject
+	if err := e.nc.PublishMsg(m); err != nil {
+		e.log.Warn("engine: answering a request", "subject", subject, "err", err)
+	}
 }

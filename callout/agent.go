@@ -1,0 +1,290 @@
+package callout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/wfpnats/wfp/events"
+)
+
+// apiTimeout bounds the JetStream API calls the agent makes on its own,
+// outside a caller's context.
+const apiTimeout = 10 * time.Second
+
+// durableAckWait is how long the server waits for an ack before it
+// redelivers; a handler running longer is kept alive with in-progress acks.
+const durableAckWait = 30 * time.Second
+
+// Agent is a registered callout: it reads the filter events naming its
+// callout and calls the handler for each. Create it with Register.
+type Agent struct {
+	key     string
+	subject string
+	h       Handler
+	o       options
+	log     *slog.Logger
+	js      natsjs.JetStream
+	stream  natsjs.Stream
+	src     source
+	durable bool
+
+	filters table
+	n       counters
+
+	ctx    context.Context // given to the handler; cancelled by Close
+	cancel context.CancelFunc
+
+	synced    chan struct{}
+	syncOnce  sync.Once
+	closing   chan struct{}
+	closeOnce sync.Once
+	done      chan struct{}
+	err       error // written before done is closed
+
+	// Owned by the notify goroutine.
+	lastSeq    uint64     // durable: last stream sequence handled and acked
+	unfinished natsjs.Msg // durable: the message Close interrupted
+	snap       snapshot
+}
+
+// Register starts an agent for calloutKey. ctx bounds the registration
+// only (stream lookup, consumer creation); the agent then runs until Close
+// or a terminal failure (see Done). Values of ctx reach the handler's ctx.
+//
+// The stream must exist (the engine creates it); the agent only reads it.
+func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Handler, opts ...Option) (*Agent, error) {
+	key, err := events.ParseKey(calloutKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidCalloutKey, err)
+	}
+	if h == nil {
+		return nil, ErrNilHandler
+	}
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if o.durable != "" && o.mode == Replay {
+		return nil, fmt.Errorf("%w: a durable consumer is for live mode; replay rebuilds from the log each time", ErrInvalidOption)
+	}
+	o.stream = o.stream.WithDefaults()
+	if err := events.ValidPrefix(o.stream.Prefix); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+	}
+
+	stream, err := js.Stream(ctx, o.stream.Name)
+	if err != nil {
+		return nil, fmt.Errorf("callout: stream %q: %w", o.stream.Name, err)
+	}
+	a := &Agent{
+		key:     key,
+		subject: events.Subjects{Prefix: o.stream.Prefix}.CalloutFilters(key),
+		h:       h,
+		o:       o,
+		js:      js,
+		stream:  stream,
+		durable: o.durable != "",
+		synced:  make(chan struct{}),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	a.log = o.log.With("callout", key, "mode", o.mode.String())
+	if a.durable {
+		a.log = a.log.With("durable", o.durable)
+	}
+	if err := a.open(ctx); err != nil {
+		return nil, err
+	}
+	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if !a.snap.active {
+		a.markSynced()
+	}
+	go a.run()
+	return a, nil
+}
+
+// open creates the consumer the mode asks for.
+func (a *Agent) open(ctx context.Context) error {
+	if a.durable {
+		c, cfg, resume, err := openDurable(ctx, a.stream, a.o.durable, a.subject, a.key)
+		if err != nil {
+			return err
+		}
+		it, err := c.Messages(messagesOpts...)
+		if err != nil {
+			return fmt.Errorf("callout: read durable consumer %q: %w", a.o.durable, err)
+		}
+		a.src = &durable{
+			stream: a.stream,
+			cfg:    cfg,
+			it:     it,
+			resume: func() uint64 { return max(resume, a.lastSeq+1) },
+			conn:   a.js.Conn(),
+			pause:  a.pause,
+			bo:     a.o.newBackoff(),
+		}
+		a.log.Info("registered", "subject", a.subject, "resumeAt", resume)
+		return nil
+	}
+
+	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{a.subject}}
+	if a.o.mode == Replay {
+		cfg.DeliverPolicy = natsjs.DeliverLastPerSubjectPolicy
+	} else {
+		// "Now" as an explicit sequence rather than DeliverNew: an ordered
+		// consumer that resets before its first message re-applies its
+		// deliver policy, and DeliverNew would then skip what was written
+		// in between.
+		cfg.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = a.stream.CachedInfo().State.LastSeq + 1
+	}
+	c, err := a.stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("callout: create consumer on %q: %w", a.subject, err)
+	}
+	// nats.go creates the ordered consumer's first server consumer in
+	// OrderedConsumer itself, so its creation info is cached already;
+	// NumPending there is the replay snapshot size.
+	info := c.CachedInfo()
+	if info == nil {
+		if info, err = c.Info(ctx); err != nil {
+			return fmt.Errorf("callout: consumer info on %q: %w", a.subject, err)
+		}
+	}
+	if a.o.mode == Replay {
+		a.snap = snapshot{active: info.NumPending > 0, left: info.NumPending, consumer: info.Name}
+	}
+	src, err := newOrdered(a.stream, c)
+	if err != nil {
+		return fmt.Errorf("callout: read consumer on %q: %w", a.subject, err)
+	}
+	a.src = src
+	a.log.Info("registered", "subject", a.subject, "snapshot", info.NumPending)
+	return nil
+}
+
+// Synced is closed once the initial state is delivered: at once in live
+// mode, after the snapshot in replay mode. An agent that fails first never
+// closes it, so wait on Done as well.
+func (a *Agent) Synced() <-chan struct{} { return a.synced }
+
+// Lookup returns the filter held under filterID and the Context its
+// AddFilter left, for the classify path. It is safe for any number of
+// concurrent callers; the returned Filter must not be modified.
+func (a *Agent) Lookup(filterID uint64) (*Filter, bool) { return a.filters.get(filterID) }
+
+// Stats returns the agent's counters.
+func (a *Agent) Stats() Stats {
+	return Stats{
+		Adds:          a.n.adds.Load(),
+		Deletes:       a.n.deletes.Load(),
+		Skipped:       a.n.skipped.Load(),
+		Duplicates:    a.n.duplicates.Load(),
+		Tombstones:    a.n.tombstones.Load(),
+		HandlerErrors: a.n.handlerErrors.Load(),
+		Retries:       a.n.retries.Load(),
+		Held:          a.filters.len(),
+	}
+}
+
+// Close stops reading, cancels the handler's ctx, waits for the handler in
+// flight to return and releases the consumer. It is idempotent and safe
+// from any goroutine but the handler's own. Filters stay held: Lookup keeps
+// answering.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		close(a.closing)
+		a.cancel()
+		a.src.stop()
+		<-a.done
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		a.src.release(ctx, a.unfinished)
+	})
+	<-a.done
+	return nil
+}
+
+// Done is closed when the agent has stopped, after Close or a terminal
+// failure; Err tells which.
+func (a *Agent) Done() <-chan struct{} { return a.done }
+
+// Err returns the terminal failure that stopped the agent, or nil while it
+// runs and after a plain Close.
+func (a *Agent) Err() error {
+	select {
+	case <-a.done:
+		return a.err
+	default:
+		return nil
+	}
+}
+
+func (a *Agent) markSynced() { a.syncOnce.Do(func() { close(a.synced) }) }
+
+func (a *Agent) isClosing() bool {
+	select {
+	case <-a.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d unless the agent closes first; it reports whether it
+// waited the whole time.
+func (a *Agent) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-a.closing:
+		return false
+	}
+}
+
+// pause logs a consumer error and backs off; false means the agent is
+// closing.
+func (a *Agent) pause(err error, b *backoff) bool {
+	d := b.wait()
+	a.log.Warn("consumer error; retrying", "err", err, "in", d)
+	return a.sleep(d)
+}
+
+// run is the notify goroutine: the only caller of the handler.
+func (a *Agent) run() {
+	defer close(a.done)
+	b := a.o.newBackoff()
+	for {
+		msg, err := a.src.next()
+		if err == nil {
+			b.reset()
+			a.dispatch(msg)
+			continue
+		}
+		if errors.Is(err, errStopped) || a.isClosing() {
+			return
+		}
+		if errors.Is(err, natsjs.ErrMsgIteratorClosed) || a.js.Conn().IsClosed() {
+			a.err = fmt.Errorf("callout: agent for %s stopped: %w", a.key, err)
+			a.log.Error("agent stopped", "err", err)
+			a.cancel()
+			a.src.stop()
+			return
+		}
+		if !a.pause(err, b) {
+			return
+		}
+	}
+}

@@ -1,0 +1,30 @@
+// Package callout is the agent SDK: the code a callout driver links to be
+// told about the filters that name its callout, the way WFP calls a
+// callout's notifyFn.
+//
+// An agent is registered for one callout key with a Handler, much like an
+// http.Handler is registered for a path:
+//
+//	agent, err := callout.Register(ctx, js, calloutKey, callout.HandlerFunc(
+//		func(ctx context.Context, t callout.NotifyType, f *callout.Filter) error {
+//			switch t {
+//			case callout.AddFilter:
+//				f.Context = newState(f) // kept per filter, see Agent.Lookup
+//			case callout.DeleteFilter:
+//				if st, ok := f.Context.(*state); ok { // nil for filters added before us (R4)
+//					st.release()
+//				}
+//			}
+//			return nil // unknown types: ignore and succeed (R5)
+//		}))
+//
+// The handler is called from one goroutine, in log order. The classify path
+// reads a filter's context concurrently with Agent.Lookup.
+//
+// Modes follow the seed text. Live (the default) starts at "now": no
+// AddFilter for filters that already exist (R2), but DeleteFilter for every
+// deleted filter naming the callout, also old ones, with a nil Context (R4).
+// Replay first delivers every current filter once with Initial set, closes
+// Synced, then goes on live with no gap and no duplicate (R3). A durable
+// live agent (WithDurable) resumes where it stopped after a restart.
+package callout

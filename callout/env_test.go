@@ -1,0 +1,270 @@
+package callout_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/wfpnats/wfp/callout"
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
+)
+
+// wait bounds every wait on a channel in these tests.
+const wait = 10 * time.Second
+
+// env is a real embedded nats-server with the event-log stream.
+type env struct {
+	t      *testing.T
+	srv    *jetstream.Embedded
+	nc     *nats.Conn
+	js     natsjs.JetStream
+	stream natsjs.Stream
+	subj   events.Subjects
+	mu     sync.Mutex // publishes are fenced on the last sequence
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := jetstream.StreamConfig{}.WithDefaults()
+	s, err := jetstream.EnsureStream(context.Background(), js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, srv: srv, nc: nc, js: js, stream: s, subj: events.Subjects{Prefix: cfg.Prefix}}
+}
+
+func newKey() string { return uuid.NewString() }
+
+// add writes a FilterAdded naming calloutKey. Like the engine, it fences
+// on the last sequence so the payload's ID is the sequence the add gets.
+func (e *env) add(calloutKey, name string) *events.Filter {
+	e.t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	info, err := e.stream.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	f := &events.Filter{
+		Key: newKey(), ID: info.State.LastSeq + 1, Name: name, Layer: "ALE_AUTH_CONNECT_V4",
+		Action: events.ActionCalloutInspection, CalloutKey: calloutKey,
+	}
+	seq := e.publish(events.NewFilterEvent(events.FilterAdded, f), natsjs.WithExpectLastSequence(info.State.LastSeq))
+	if seq != f.ID {
+		e.t.Fatalf("add stored at %d, want %d", seq, f.ID)
+	}
+	return f
+}
+
+// del writes the FilterDeleted of f (the whole filter, with its ID).
+func (e *env) del(f *events.Filter) {
+	e.t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.publish(events.NewFilterEvent(events.FilterDeleted, f.Clone()))
+}
+
+func (e *env) publish(ev *events.Event, opts ...natsjs.PublishOpt) uint64 {
+	e.t.Helper()
+	m, err := e.subj.Message(ev)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.publishRaw(m.Subject, m.Data, nats.Header(m.Header), opts...)
+}
+
+func (e *env) publishRaw(subject string, data []byte, h nats.Header, opts ...natsjs.PublishOpt) uint64 {
+	e.t.Helper()
+	ack, err := e.js.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Data: data, Header: h}, opts...)
+	if err != nil {
+		e.t.Fatalf("publish %s: %v", subject, err)
+	}
+	return ack.Sequence
+}
+
+// register starts an agent and closes it when the test ends.
+func (e *env) register(key string, h callout.Handler, opts ...callout.Option) *callout.Agent {
+	e.t.Helper()
+	opts = append([]callout.Option{callout.WithLogger(quietLogger()), callout.WithRetryBackoff(time.Millisecond, 10*time.Millisecond)}, opts...)
+	a, err := callout.Register(context.Background(), e.js, key, h, opts...)
+	if err != nil {
+		e.t.Fatalf("Register: %v", err)
+	}
+	e.t.Cleanup(func() { a.Close() })
+	return a
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// note is one handler call as the test saw it.
+type note struct {
+	t       callout.NotifyType
+	key     string
+	id      uint64
+	initial bool
+	ctx     any
+}
+
+func (n note) String() string {
+	return fmt.Sprintf("%s %s id=%d initial=%v ctx=%v", n.t, n.key[:8], n.id, n.initial, n.ctx)
+}
+
+// recorder is a handler that sets a context at add and reports each call.
+type recorder struct {
+	notes chan note
+	// before, if set, runs first; its error is returned.
+	before func(ctx context.Context, t callout.NotifyType, f *callout.Filter) error
+}
+
+func newRecorder() *recorder { return &recorder{notes: make(chan note, 10000)} }
+
+// filterState is the per-filter context the tests' handlers attach.
+type filterState struct{ id uint64 }
+
+func (r *recorder) Notify(ctx context.Context, t callout.NotifyType, f *callout.Filter) error {
+	if r.before != nil {
+		if err := r.before(ctx, t, f); err != nil {
+			return err
+		}
+	}
+	if t == callout.AddFilter {
+		f.Context = &filterState{id: f.ID}
+	}
+	r.notes <- note{t: t, key: f.Key, id: f.ID, initial: f.Initial, ctx: f.Context}
+	return nil
+}
+
+// next returns the next note or fails the test after the deadline.
+func (r *recorder) next(t *testing.T) note {
+	t.Helper()
+	select {
+	case n := <-r.notes:
+		return n
+	case <-time.After(wait):
+		t.Fatal("no notification within", wait)
+		return note{}
+	}
+}
+
+// expect reads notes and checks them against want, in order.
+func (r *recorder) expect(t *testing.T, want ...note) {
+	t.Helper()
+	for i, w := range want {
+		got := r.next(t)
+		if got.t != w.t || got.key != w.key || got.id != w.id || got.initial != w.initial {
+			t.Fatalf("notification %d: got %v, want %v", i, got, w)
+		}
+	}
+}
+
+func addNote(f *events.Filter, initial bool) note {
+	return note{t: callout.AddFilter, key: f.Key, id: f.ID, initial: initial}
+}
+
+func delNote(f *events.Filter, initial bool) note {
+	return note{t: callout.DeleteFilter, key: f.Key, id: f.ID, initial: initial}
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(wait):
+		t.Fatalf("%s not closed within %v", what, wait)
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes; for state
+// that has no channel (counters, server-side consumer info).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(wait)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("%s: not true within %v", what, wait)
+		}
+	}
+}
+
+// ctxTimeout is a deadline channel for selects.
+func ctxTimeout(t *testing.T) <-chan time.Time {
+	t.Helper()
+	return time.After(wait)
+}
+
+// logBuffer collects an agent's log lines for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+
+func natsjsNew(nc *nats.Conn) (natsjs.JetStream, error) { return natsjs.New(nc) }
+
+func streamCfg(name string) jetstream.StreamConfig { return jetstream.StreamConfig{Name: name} }
+
+// waitStats waits until the agent's counters satisfy ok. Counters move
+// just after the handler returns, so a test that has seen the handler's
+// note may read them a moment early.
+func waitStats(t *testing.T, a *callout.Agent, ok func(callout.Stats) bool) {
+	t.Helper()
+	deadline := time.After(wait)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !ok(a.Stats()) {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("stats %+v: not as expected within %v", a.Stats(), wait)
+		}
+	}
+}

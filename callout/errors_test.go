@@ -1,0 +1,164 @@
+package callout_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wfpnats/wfp/callout"
+)
+
+// R7 as the SDK sees it: an AddFilter error means "not added", so the
+// agent retries (backoff) until the handler takes the filter; a panic is
+// an error like any other. Later events wait their turn.
+func TestAddFilterRetriedUntilSuccess(t *testing.T) {
+	e := newEnv(t)
+	ck := newKey()
+	rec := newRecorder()
+	var attempts atomic.Int64
+	rec.before = func(_ context.Context, nt callout.NotifyType, _ *callout.Filter) error {
+		if nt != callout.AddFilter {
+			return nil
+		}
+		switch attempts.Add(1) {
+		case 1:
+			return errors.New("out of memory")
+		case 2:
+			panic("driver bug")
+		case 3:
+			return errors.New("still busy")
+		}
+		return nil
+	}
+	a := e.register(ck, rec)
+	f, g := e.add(ck, "f"), e.add(ck, "g")
+	rec.expect(t, addNote(f, false), addNote(g, false))
+	waitStats(t, a, func(s callout.Stats) bool { return s.HandlerErrors == 3 && s.Retries == 3 && s.Adds == 2 })
+	if isClosed(a.Done()) {
+		t.Fatal("a panicking handler stopped the agent")
+	}
+}
+
+// R7: an error (or panic) on DeleteFilter does not keep the filter.
+func TestDeleteFilterErrorStillDeletes(t *testing.T) {
+	e := newEnv(t)
+	ck := newKey()
+	rec := newRecorder()
+	rec.before = func(_ context.Context, nt callout.NotifyType, f *callout.Filter) error {
+		if nt == callout.DeleteFilter {
+			if f.Name == "panics" {
+				panic("cleanup bug")
+			}
+			return errors.New("cleanup failed")
+		}
+		return nil
+	}
+	a := e.register(ck, rec)
+	f, g := e.add(ck, "fails"), e.add(ck, "panics")
+	rec.expect(t, addNote(f, false), addNote(g, false))
+	e.del(f)
+	e.del(g)
+	h := e.add(ck, "after")
+	rec.expect(t, addNote(h, false)) // the deletes returned errors: no note
+	if _, ok := a.Lookup(f.ID); ok {
+		t.Fatal("filter whose DeleteFilter failed is still held")
+	}
+	if _, ok := a.Lookup(g.ID); ok {
+		t.Fatal("filter whose DeleteFilter panicked is still held")
+	}
+	waitStats(t, a, func(s callout.Stats) bool { return s.Deletes == 2 && s.HandlerErrors == 2 && s.Retries == 0 })
+}
+
+func TestRegisterValidation(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		key  string
+		h    callout.Handler
+		opts []callout.Option
+		want error
+	}{
+		{"bad key", "not-a-uuid", newRecorder(), nil, callout.ErrInvalidCalloutKey},
+		{"nil handler", newKey(), nil, nil, callout.ErrNilHandler},
+		{"bad backoff", newKey(), newRecorder(), []callout.Option{callout.WithRetryBackoff(time.Second, time.Millisecond)}, callout.ErrInvalidOption},
+		{"empty durable", newKey(), newRecorder(), []callout.Option{callout.WithDurable("")}, callout.ErrInvalidOption},
+		{"nil logger", newKey(), newRecorder(), []callout.Option{callout.WithLogger(nil)}, callout.ErrInvalidOption},
+		{"bad mode", newKey(), newRecorder(), []callout.Option{callout.WithMode(callout.Mode(9))}, callout.ErrInvalidOption},
+	}
+	for _, c := range cases {
+		if _, err := callout.Register(ctx, e.js, c.key, c.h, c.opts...); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	_, err := callout.Register(ctx, e.js, newKey(), newRecorder(), callout.WithStream(streamCfg("NOPE")))
+	if err == nil {
+		t.Error("missing stream accepted")
+	}
+}
+
+// Close waits for the handler in flight (whose ctx it cancels), can be
+// called again and from several goroutines, and is not a failure.
+func TestCloseWaitsForHandlerAndIsIdempotent(t *testing.T) {
+	e := newEnv(t)
+	ck := newKey()
+	inHandler := make(chan struct{})
+	var returned atomic.Bool
+	h := callout.HandlerFunc(func(ctx context.Context, _ callout.NotifyType, _ *callout.Filter) error {
+		close(inHandler)
+		<-ctx.Done()
+		returned.Store(true)
+		return ctx.Err()
+	})
+	a := e.register(ck, h)
+	e.add(ck, "f")
+	waitFor(t, inHandler)
+
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- a.Close() }()
+	}
+	for range 3 {
+		if err := waitFor(t, errs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !returned.Load() {
+		t.Fatal("Close returned before the handler did")
+	}
+	if !isClosed(a.Done()) || a.Err() != nil {
+		t.Fatalf("after Close: done=%v err=%v", isClosed(a.Done()), a.Err())
+	}
+}
+
+// Never stuck, never silent: when the connection goes away for good the
+// agent stops and says why.
+func TestTerminalFailureClosesDoneWithErr(t *testing.T) {
+	e := newEnv(t)
+	nc, err := e.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := natsjsNew(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := callout.Register(context.Background(), js, newKey(), newRecorder(), callout.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Err() != nil {
+		t.Fatal("Err before failure")
+	}
+	nc.Close()
+	waitClosed(t, a.Done(), "Done")
+	if a.Err() == nil {
+		t.Fatal("Done closed without Err")
+	}
+	t.Logf("Err: %v", a.Err())
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

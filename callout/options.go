@@ -1,0 +1,102 @@
+package callout
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/wfpnats/wfp/jetstream"
+)
+
+// Option configures Register.
+type Option func(*options) error
+
+type options struct {
+	mode       Mode
+	durable    string
+	stream     jetstream.StreamConfig
+	log        *slog.Logger
+	backoffMin time.Duration
+	backoffMax time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		mode:       Live,
+		log:        slog.Default(),
+		backoffMin: 100 * time.Millisecond,
+		backoffMax: 5 * time.Second,
+	}
+}
+
+// WithMode selects Live (default) or Replay.
+func WithMode(m Mode) Option {
+	return func(o *options) error {
+		if m != Live && m != Replay {
+			return fmt.Errorf("%w: unknown mode %d", ErrInvalidOption, int(m))
+		}
+		o.mode = m
+		return nil
+	}
+}
+
+// WithDurable makes a live agent read through a durable consumer of that
+// name, so a restarted agent resumes where it stopped instead of at "now".
+// Replay rebuilds from the log every time and has nothing to resume, so the
+// combination is refused.
+func WithDurable(name string) Option {
+	return func(o *options) error {
+		if name == "" {
+			return fmt.Errorf("%w: empty durable name", ErrInvalidOption)
+		}
+		o.durable = name
+		return nil
+	}
+}
+
+// WithStream names the event-log stream and its subject prefix; zero fields
+// take the jetstream package defaults.
+func WithStream(cfg jetstream.StreamConfig) Option {
+	return func(o *options) error {
+		o.stream = cfg
+		return nil
+	}
+}
+
+// WithLogger sets where the agent logs; default slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// WithRetryBackoff bounds the wait between retries of a failed AddFilter
+// (and of a lost consumer): it starts at min and doubles up to max.
+func WithRetryBackoff(min, max time.Duration) Option {
+	return func(o *options) error {
+		if min <= 0 || max < min {
+			return fmt.Errorf("%w: retry backoff min %v max %v", ErrInvalidOption, min, max)
+		}
+		o.backoffMin, o.backoffMax = min, max
+		return nil
+	}
+}
+
+// backoff yields the successive waits min, 2·min, ... capped at max.
+type backoff struct{ min, next, max time.Duration }
+
+func (o *options) newBackoff() *backoff {
+	return &backoff{min: o.backoffMin, next: o.backoffMin, max: o.backoffMax}
+}
+
+func (b *backoff) wait() time.Duration {
+	d := b.next
+	b.next = min(2*b.next, b.max)
+	return d
+}
+
+func (b *backoff) reset() { b.next = b.min }

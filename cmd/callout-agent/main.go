@@ -1,0 +1,142 @@
+// Command callout-agent registers a callout agent and prints one JSON line
+// per notification on stdout, so the SDK's behaviour can be watched (and
+// tested) from a shell:
+//
+//	callout-agent --callout 0c8e7f1d-7c55-4d0e-a2e1-6f3b9d2f4e10 --mode replay
+//
+// Logs go to stderr. SIGINT or SIGTERM closes the agent and exits 0; a bad
+// flag, an unreachable server or a terminal failure exits 1.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/wfpnats/wfp/callout"
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errReported):
+		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, "callout-agent:", err)
+		os.Exit(1)
+	}
+}
+
+// errReported marks a flag error the flag package has already printed,
+// with the usage.
+var errReported = errors.New("reported")
+
+type config struct {
+	callout, durable, server string
+	mode                     callout.Mode
+	stream                   jetstream.StreamConfig
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("callout-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	var mode string
+	server := os.Getenv("NATS_URL")
+	if server == "" {
+		server = nats.DefaultURL
+	}
+	fs.StringVar(&c.callout, "callout", "", "callout key to register for (UUID, required)")
+	fs.StringVar(&mode, "mode", "live", "live (from now on) or replay (current filters first)")
+	fs.StringVar(&c.durable, "durable", "", "durable consumer name: a live agent resumes where its last run stopped")
+	fs.StringVar(&c.server, "server", server, "NATS server URL; $NATS_URL sets the default")
+	fs.StringVar(&c.stream.Name, "stream", jetstream.DefaultStreamName, "event-log stream name")
+	fs.StringVar(&c.stream.Prefix, "prefix", jetstream.DefaultPrefix, "event subject prefix")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, errReported
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.callout == "" {
+		return c, errors.New("--callout is required")
+	}
+	var err error
+	if c.callout, err = events.ParseKey(c.callout); err != nil {
+		return c, fmt.Errorf("--callout: %w", err)
+	}
+	if c.mode, err = callout.ParseMode(mode); err != nil {
+		return c, err
+	}
+	if c.durable != "" && c.mode == callout.Replay {
+		return c, errors.New("--durable is for live mode: replay rebuilds from the log every time")
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	nc, err := nats.Connect(cfg.server,
+		nats.Name("callout-agent "+cfg.callout),
+		nats.MaxReconnects(-1), // ride through server restarts; the SDK resets its consumer
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("disconnected", "err", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected", "server", nc.ConnectedUrl()) }),
+	)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", cfg.server, err)
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return err
+	}
+
+	out := newPrinter(stdout)
+	opts := []callout.Option{callout.WithMode(cfg.mode), callout.WithStream(cfg.stream), callout.WithLogger(log)}
+	if cfg.durable != "" {
+		opts = append(opts, callout.WithDurable(cfg.durable))
+	}
+	regCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	agent, err := callout.Register(regCtx, js, cfg.callout, handler(out, log), opts...)
+	cancel()
+	if err != nil {
+		return err
+	}
+	go func() {
+		select {
+		case <-agent.Synced():
+			out.synced()
+		case <-agent.Done():
+		}
+	}()
+
+	select {
+	case <-ctx.Done():
+		log.Info("signal received; closing")
+		return agent.Close()
+	case <-agent.Done():
+		return agent.Err()
+	}
+}

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
+)
+
+const wait = 15 * time.Second
+
+// TestBinary builds callout-agent and drives it as a user would: against a
+// real nats-server, reading its stdout, stopping it with SIGTERM.
+func TestBinary(t *testing.T) {
+	bin := buildAgent(t)
+
+	t.Run("live add and delete then SIGTERM exits 0", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		old := e.add(ck) // before the agent: no add line (R2), a delete line without context (R4)
+
+		p := startAgent(t, bin, "--callout", ck, "--server", e.srv.ClientURL())
+		p.expect(t, line{Notify: "synced"})
+		f := e.add(ck)
+		p.expect(t, line{Notify: "add", FilterKey: f.Key, FilterID: f.ID})
+		e.del(old)
+		p.expect(t, line{Notify: "delete", FilterKey: old.Key, FilterID: old.ID, HadContext: false})
+		e.del(f)
+		p.expect(t, line{Notify: "delete", FilterKey: f.Key, FilterID: f.ID, HadContext: true})
+
+		p.stop(t, syscall.SIGTERM)
+	})
+
+	t.Run("replay prints the snapshot then synced once", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		a, b := e.add(ck), e.add(ck)
+		e.del(a)
+		c := e.add(ck)
+
+		p := startAgent(t, bin, "--callout", ck, "--mode", "replay", "--server", e.srv.ClientURL())
+		p.expect(t,
+			line{Notify: "add", FilterKey: b.Key, FilterID: b.ID, Initial: true},
+			line{Notify: "add", FilterKey: c.Key, FilterID: c.ID, Initial: true},
+			line{Notify: "synced"})
+		d := e.add(ck)
+		p.expect(t, line{Notify: "add", FilterKey: d.Key, FilterID: d.ID})
+		e.del(b)
+		p.expect(t, line{Notify: "delete", FilterKey: b.Key, FilterID: b.ID, HadContext: true})
+		p.stop(t, syscall.SIGINT)
+	})
+
+	t.Run("bad flags exit 1 with a message", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"--no-such-flag"},
+			{},
+			{"--callout", "not-a-uuid"},
+			{"--callout", uuid.NewString(), "--mode", "sideways"},
+			{"--callout", uuid.NewString(), "--mode", "replay", "--durable", "d"},
+			{"--callout", uuid.NewString(), "extra"},
+		} {
+			code, stderr := runOnce(t, bin, args...)
+			if code != 1 || len(bytes.TrimSpace(stderr)) == 0 {
+				t.Errorf("%q: exit %d, stderr %q; want 1 and a message", args, code, stderr)
+			}
+		}
+	})
+
+	t.Run("unreachable server exits 1", func(t *testing.T) {
+		code, stderr := runOnce(t, bin, "--callout", uuid.NewString(), "--server", "nats://"+closedAddr(t))
+		if code != 1 || !bytes.Contains(stderr, []byte("connect to")) {
+			t.Fatalf("exit %d, stderr %q", code, stderr)
+		}
+	})
+}
+
+func buildAgent(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "callout-agent")
+	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// server is an embedded nats-server on a TCP port, with the stream.
+type server struct {
+	t   *testing.T
+	srv *jetstream.Embedded
+	js  natsjs.JetStream
+	s   natsjs.Stream
+}
+
+func newServer(t *testing.T) *server {
+	t.Helper()
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := jetstream.EnsureStream(context.Background(), js, jetstream.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &server{t: t, srv: srv, js: js, s: s}
+}
+
+// add writes a FilterAdded fenced on the last sequence, so its ID is the
+// sequence it gets (as the engine does).
+func (e *server) add(calloutKey string) *events.Filter {
+	e.t.Helper()
+	info, err := e.s.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	f := &events.Filter{Key: uuid.NewString(), ID: info.State.LastSeq + 1, Name: "f", Layer: "ALE_AUTH_CONNECT_V4",
+		Action: events.ActionCalloutInspection, CalloutKey: calloutKey}
+	e.publish(events.NewFilterEvent(events.FilterAdded, f), natsjs.WithExpectLastSequence(info.State.LastSeq))
+	return f
+}
+
+func (e *server) del(f *events.Filter) {
+	e.t.Helper()
+	e.publish(events.NewFilterEvent(events.FilterDeleted, f))
+}
+
+func (e *server) publish(ev *events.Event, opts ...natsjs.PublishOpt) {
+	e.t.Helper()
+	m, err := events.Subjects{Prefix: jetstream.DefaultPrefix}.Message(ev)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.js.PublishMsg(context.Background(), &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header(m.Header)}, opts...); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// proc is a running agent with its stdout split into lines.
+type proc struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	stderr *syncBuffer
+	exited chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startAgent(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "NATS_URL=")
+	p := &proc{cmd: cmd, lines: make(chan string, 100), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("agent stderr:\n%s", p.stderr)
+		}
+	})
+	return p
+}
+
+// expect reads the next lines and compares them, as JSON, to want.
+func (p *proc) expect(t *testing.T, want ...line) {
+	t.Helper()
+	for _, w := range want {
+		select {
+		case s, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("stdout closed, want %+v", w)
+			}
+			var got line
+			if err := json.Unmarshal([]byte(s), &got); err != nil {
+				t.Fatalf("not a JSON line: %q: %v", s, err)
+			}
+			if got != w {
+				t.Fatalf("got %s, want %+v", s, w)
+			}
+		case <-time.After(wait):
+			t.Fatalf("no line within %v, want %+v", wait, w)
+		}
+	}
+}
+
+// stop signals the agent and checks it exits 0 with nothing more printed.
+func (p *proc) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(wait):
+		t.Fatalf("no exit within %v of %v", wait, sig)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after %v, want 0", code, sig)
+	}
+	for s := range p.lines {
+		t.Errorf("unexpected line after the last notification: %s", s)
+	}
+}
+
+func runOnce(t *testing.T, bin string, args ...string) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "NATS_URL=")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("%q: %v", args, err)
+	}
+	return cmd.ProcessState.ExitCode(), stderr.Bytes()
+}
+
+// closedAddr is a local address nobody listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}

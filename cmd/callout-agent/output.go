@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wfpnats/wfp/callout"
+)
+
+// filterContext is this agent's per-filter state, made at add and freed
+// at delete, as the seed's FILTER_CONTEXT. A real callout's classify path
+// would count its hits through Agent.Lookup.
+type filterContext struct {
+	addedAt time.Time
+	hits    atomic.Uint64
+}
+
+// line is one notification on stdout.
+type line struct {
+	Notify     string `json:"notify"`
+	FilterKey  string `json:"filterKey,omitempty"`
+	FilterID   uint64 `json:"filterId,omitempty"`
+	Initial    bool   `json:"initial"`
+	HadContext bool   `json:"hadContext"`
+}
+
+// printer writes JSON lines, one Write each (stdout is unbuffered, so each
+// line is out at once), and the synced line exactly once and before any
+// live notification.
+type printer struct {
+	mu          sync.Mutex
+	enc         *json.Encoder
+	wroteSynced bool
+}
+
+func newPrinter(w io.Writer) *printer { return &printer{enc: json.NewEncoder(w)} }
+
+func (p *printer) print(l line) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// A notification that is not from the snapshot means Synced is closed,
+	// even if the goroutine watching it has not printed yet.
+	if !l.Initial && !p.wroteSynced {
+		p.writeSynced()
+	}
+	_ = p.enc.Encode(l)
+}
+
+func (p *printer) synced() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.wroteSynced {
+		p.writeSynced()
+	}
+}
+
+func (p *printer) writeSynced() {
+	p.wroteSynced = true
+	_ = p.enc.Encode(map[string]string{"notify": "synced"})
+}
+
+func handler(out *printer, log *slog.Logger) callout.Handler {
+	return callout.HandlerFunc(func(_ context.Context, t callout.NotifyType, f *callout.Filter) error {
+		switch t {
+		case callout.AddFilter:
+			f.Context = &filterContext{addedAt: time.Now()}
+			out.print(line{Notify: t.String(), FilterKey: f.Key, FilterID: f.ID, Initial: f.Initial})
+		case callout.DeleteFilter:
+			fc, ok := f.Context.(*filterContext)
+			if ok {
+				log.Debug("freeing filter context", "filterId", f.ID, "age", time.Since(fc.addedAt), "hits", fc.hits.Load())
+				f.Context = nil
+			}
+			out.print(line{Notify: t.String(), FilterKey: f.Key, FilterID: f.ID, Initial: f.Initial, HadContext: ok})
+		}
+		// Any other type: ignore and succeed, as the seed asks (R5).
+		return nil
+	})
+}

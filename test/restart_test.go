@@ -1,0 +1,139 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os/exec"
+	"reflect"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wfpnats/wfp/engine"
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/projection"
+)
+
+// engineProc is the engine binary serving its own embedded server.
+type engineProc struct {
+	cmd *exec.Cmd
+	url string
+}
+
+var urlLine = regexp.MustCompile(`embedded nats-server.* url=(nats://\S+)`)
+
+// runEngine starts `engine --listen 127.0.0.1:-1 --data dir` and waits for
+// it to say where it listens and that it is ready.
+func runEngine(t *testing.T, dir string) *engineProc {
+	t.Helper()
+	cmd := exec.Command(binary(t, "cmd/engine"), "--listen", "127.0.0.1:-1", "--data", dir)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &engineProc{cmd: cmd}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := urlLine.FindStringSubmatch(sc.Text()); m != nil {
+				p.url = m[1]
+			}
+			if regexp.MustCompile(`msg="engine ready"`).MatchString(sc.Text()) {
+				ready <- nil
+				_, _ = io.Copy(io.Discard, stderr)
+				return
+			}
+		}
+		ready <- io.ErrUnexpectedEOF
+	}()
+	select {
+	case err := <-ready:
+		if err != nil || p.url == "" {
+			t.Fatalf("engine did not get ready (url %q): %v", p.url, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("engine did not get ready in 30s")
+	}
+	return p
+}
+
+// An engine killed with SIGKILL and started again on the same store lists
+// the same filters with the same ids; new ids continue after the old ones;
+// and starting writes nothing to the log.
+func TestRestartAfterSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	ctx := ctxT(t)
+	p := runEngine(t, dir)
+	nc, err := nats.Connect(p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := engine.NewClient(nc)
+	co, err := client.AddCallout(ctx, events.Callout{Name: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maxID uint64
+	for i := range 30 {
+		f, err := client.AddFilter(ctx, events.Filter{Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co.Key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxID = max(maxID, f.ID)
+		if i%3 == 0 {
+			if err := client.DeleteFilterByID(ctx, f.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before, err := client.ListFilters(ctx, projection.Template{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+
+	p = runEngine(t, dir)
+	nc, err = nats.Connect(p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	client = engine.NewClient(nc)
+	after, err := client.ListFilters(ctx, projection.Template{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(before, after) {
+		t.Fatalf("after restart:\n got %d filters at seq %d\nwant %d filters at seq %d", len(after.Filters), after.Seq, len(before.Filters), before.Seq)
+	}
+	js, _ := natsjs.New(nc)
+	s, err := js.Stream(ctx, "WFP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := s.CachedInfo().State.LastSeq; last != before.Seq {
+		t.Fatalf("restart wrote to the log: last seq %d, was %d", last, before.Seq)
+	}
+	f, err := client.AddFilter(context.Background(), events.Filter{Name: "new", Layer: "L", Action: events.ActionBlock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.ID <= maxID || f.ID != before.Seq+1 {
+		t.Fatalf("new filter id %d, want %d (after old max %d)", f.ID, before.Seq+1, maxID)
+	}
+}
