@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -172,15 +173,18 @@ type buildResult struct {
 	err  error
 }
 
-// binary builds one of the repo's commands once per test run and returns
-// its path.
+// binary builds one of the repo's commands (or, given a full import path,
+// any command in the module graph) once per test run and returns its path.
 func binary(t testing.TB, pkg string) string {
 	t.Helper()
 	v, _ := buildOnce.LoadOrStore(pkg, &buildResult{})
 	b := v.(*buildResult)
 	b.once.Do(func() {
 		b.path = filepath.Join(binDir, filepath.Base(pkg))
-		cmd := exec.Command("go", "build", "-o", b.path, "github.com/wfpnats/wfp/"+pkg)
+		if !strings.Contains(pkg, ".") {
+			pkg = "github.com/wfpnats/wfp/" + pkg
+		}
+		cmd := exec.Command("go", "build", "-o", b.path, pkg)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = errors.New(string(out))
 		}
