@@ -159,15 +159,14 @@ func TestReadmeWalkthrough(t *testing.T) {
 			out, err := c.CombinedOutput()
 			cancel()
 			got := strings.Split(string(out), "\n")
-			ok := matches(got, s.want, !strings.Contains(cmdline, "nats sub"))
-			if wantsFailure := len(s.want) > 0 && strings.HasPrefix(s.want[0], "engine: FWP_"); wantsFailure != (err != nil) {
-				t.Fatalf("$ %s: exit error %v, README implies failure=%v", s.cmd, err, wantsFailure)
-			}
-			if ok {
+			// A refusal shown in the README must also exit non-zero.
+			wantsFailure := len(s.want) > 0 && strings.HasPrefix(s.want[0], "engine: FWP_")
+			if matches(got, s.want, !strings.Contains(cmdline, "nats sub")) && wantsFailure == (err != nil) {
 				break
 			}
 			if !retry || time.Now().After(deadline) {
-				t.Fatalf("$ %s\nprinted:\n%s\nREADME shows:\n%s", s.cmd, out, strings.Join(s.want, "\n"))
+				t.Fatalf("$ %s\nexit: %v (README implies failure: %v)\nprinted:\n%s\nREADME shows:\n%s",
+					s.cmd, err, wantsFailure, out, strings.Join(s.want, "\n"))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -91,6 +91,7 @@ type filterCtx struct {
 
 func register(t *testing.T, w *world, key string, h callout.Handler, opts ...callout.Option) *callout.Agent {
 	t.Helper()
+	opts = append([]callout.Option{callout.WithLogger(quietLog)}, opts...)
 	a, err := callout.Register(ctxT(t), w.js, key, h, opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
@@ -138,5 +141,60 @@ func TestDecode(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"decode"}, strings.NewReader("garbage"), &out, &out); err == nil {
 		t.Fatal("decode accepted garbage")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the command writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// events --follow prints the log so far, then new events as they come,
+// until interrupted, and then exits cleanly.
+func TestEventsFollow(t *testing.T) {
+	c := newCLI(t)
+	c.ok("callout", "add", "--key", calloutKey, "--name", "inspector")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"events", "--server", c.url, "--follow"}, nil, &out, io.Discard) }()
+	waitFor := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for strings.Count(out.String(), "\n") < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("events --follow printed %q, want %d lines", out.String(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor(1)
+	c.ok("filter", "add", "--name", "later", "--layer", "L", "--action", "block")
+	waitFor(2)
+	if !strings.Contains(out.String(), `"name":"later"`) {
+		t.Fatalf("followed event missing: %s", out.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("events --follow after interrupt: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("events --follow did not stop when interrupted")
 	}
 }
