@@ -44,6 +44,10 @@ type Event struct {
 	Time    time.Time `msgpack:"ts" json:"time"`
 	Filter  *Filter   `msgpack:"f,omitempty" json:"filter,omitempty"`
 	Callout *Callout  `msgpack:"c,omitempty" json:"callout,omitempty"`
+	// Reason says why a FilterDeleted was written when no one asked for
+	// the delete: "rejected by agent X: ..." for an add a callout refused
+	// (R7).
+	Reason string `msgpack:"r,omitempty" json:"reason,omitempty"`
 }
 
 // Known reports whether this code can act on the event: a known type, a
