@@ -20,7 +20,17 @@ const (
 	EndpointFilterDelete  = "filter.delete"
 	EndpointFilterGet     = "filter.get"
 	EndpointFilterList    = "filter.list"
+	EndpointTxApply       = "tx.apply"
 )
+
+// AddFilterRequest is a filter to add, with how long to wait for the
+// callout's agents to accept it (R7).
+type AddFilterRequest struct {
+	events.Filter
+	// NotifyTimeoutMs bounds the wait for agents' answers; 0 means
+	// DefaultNotifyTimeout.
+	NotifyTimeoutMs int64 `json:"notifyTimeoutMs,omitempty"`
+}
 
 // FilterRef names one filter, by key or by runtime id (exactly one).
 type FilterRef struct {
@@ -61,10 +71,12 @@ type ListFiltersResponse struct {
 	Filters []*events.Filter `json:"filters"`
 }
 
-// CalloutInfo is a callout object with the number of filters naming it.
+// CalloutInfo is a callout object with the number of filters naming it
+// and the agents registered for it.
 type CalloutInfo struct {
 	events.Callout
-	FilterCount int `json:"filterCount"`
+	FilterCount int         `json:"filterCount"`
+	Agents      []AgentInfo `json:"agents"`
 }
 
 // ListCalloutsResponse lists every callout object as of Seq.

@@ -63,11 +63,27 @@ func (c *Client) ListCallouts(ctx context.Context) (*ListCalloutsResponse, error
 	return &resp, c.call(ctx, EndpointCalloutList, struct{}{}, &resp)
 }
 
+// AddOption configures one AddFilter call.
+type AddOption func(*AddFilterRequest)
+
+// WithNotifyTimeout bounds how long the add waits for the callout's agents
+// to accept the filter (default DefaultNotifyTimeout).
+func WithNotifyTimeout(d time.Duration) AddOption {
+	return func(r *AddFilterRequest) { r.NotifyTimeoutMs = d.Milliseconds() }
+}
+
 // AddFilter adds a filter and returns it as stored, with its key and id.
-// An empty key gets a fresh one.
-func (c *Client) AddFilter(ctx context.Context, f events.Filter) (*events.Filter, error) {
+// An empty key gets a fresh one. If agents are registered for the
+// filter's callout, it returns once they all accepted it; if one refused
+// it, the error is ErrCalloutNotificationFailed (naming the agent and its
+// error) and the filter is not there (R7).
+func (c *Client) AddFilter(ctx context.Context, f events.Filter, opts ...AddOption) (*events.Filter, error) {
+	req := AddFilterRequest{Filter: f}
+	for _, o := range opts {
+		o(&req)
+	}
 	var resp FilterResponse
-	if err := c.call(ctx, EndpointFilterAdd, f, &resp); err != nil {
+	if err := c.call(ctx, EndpointFilterAdd, req, &resp); err != nil {
 		return nil, err
 	}
 	return resp.Filter, nil
@@ -97,6 +113,17 @@ func (c *Client) GetFilter(ctx context.Context, ref FilterRef) (*events.Filter, 
 func (c *Client) ListFilters(ctx context.Context, t projection.Template) (*ListFiltersResponse, error) {
 	var resp ListFiltersResponse
 	return &resp, c.call(ctx, EndpointFilterList, t, &resp)
+}
+
+// ApplyTx applies a transaction atomically: all its operations or none.
+// Filters it added that a callout agent refused are listed in Rejected
+// and were deleted again; the rest stands (R7).
+func (c *Client) ApplyTx(ctx context.Context, tx TxRequest) (*TxResponse, error) {
+	var resp TxResponse
+	if err := c.call(ctx, EndpointTxApply, tx, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
 }
 
 // call sends one JSON request and decodes the answer; a refused request

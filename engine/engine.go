@@ -73,9 +73,15 @@ type Engine struct {
 	tailCtx natsjs.ConsumeContext
 	svc     micro.Service
 
-	skipped atomic.Uint64 // log messages that were not events we act on
-	written atomic.Uint64 // events this engine wrote
-	fenced  atomic.Uint64 // writes refused by the fence and retried
+	agents *registry
+	waits  *waits
+	subs   []*nats.Subscription
+
+	skipped    atomic.Uint64 // log messages that were not events we act on
+	rejected   atomic.Uint64 // adds an agent refused (R7)
+	unanswered atomic.Uint64 // adds taken back because an agent did not answer
+	written    atomic.Uint64 // events this engine wrote
+	fenced     atomic.Uint64 // writes refused by the fence and retried
 
 	stop     context.CancelFunc
 	loopDone chan struct{}
@@ -85,8 +91,9 @@ type Engine struct {
 // request is a command waiting for the writer loop, with where its answer
 // goes.
 type request struct {
-	cmd   command
-	reply func(ev *events.Event, seq uint64, err error)
+	cmd command
+	// reply gets the command's events as written, from sequence seq on.
+	reply func(evs []*events.Event, seq uint64, err error)
 }
 
 // Start folds the log into the engine's state and serves the API on nc.
@@ -108,6 +115,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		nc:       nc,
 		js:       js,
 		state:    projection.New(),
+		agents:   newRegistry(),
+		waits:    newWaits(),
 		cmds:     make(chan *request, 4*cfg.MaxGroup),
 		tail:     make(chan natsjs.Msg, 4096),
 		loopDone: make(chan struct{}),
@@ -127,6 +136,10 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	loopCtx, stop := context.WithCancel(context.Background())
 	e.stop = stop
 	go e.loop(loopCtx)
+	if err := e.listen(); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("engine: agent registry: %w", err)
+	}
 	if err := e.serve(); err != nil {
 		e.Close()
 		return nil, err
@@ -165,6 +178,9 @@ func (e *Engine) Close() {
 		if e.svc != nil {
 			_ = e.svc.Stop()
 		}
+		for _, s := range e.subs {
+			_ = s.Unsubscribe()
+		}
 		if e.stop != nil {
 			e.stop()
 			<-e.loopDone
@@ -190,6 +206,10 @@ type Stats struct {
 	Written  uint64 `json:"written"`
 	Fenced   uint64 `json:"fenced"`
 	Skipped  uint64 `json:"skipped"`
+	// Rejected counts adds an agent refused; Unanswered, adds taken back
+	// because an agent did not answer in time (R7).
+	Rejected   uint64 `json:"rejected"`
+	Unanswered uint64 `json:"unanswered"`
 }
 
 // Stats returns the engine's counters.
@@ -199,7 +219,7 @@ func (e *Engine) Stats() Stats {
 	seq := e.state.Seq()
 	e.mu.RUnlock()
 	return Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
-		Fenced: e.fenced.Load(), Skipped: e.skipped.Load()}
+		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load()}
 }
 
 // View runs fn with read access to the state. fn must not keep pointers
@@ -211,19 +231,19 @@ func (e *Engine) View(fn func(s *projection.State)) {
 }
 
 // submit queues cmd for the writer loop and waits for its answer.
-func (e *Engine) submit(ctx context.Context, cmd command) (*events.Event, uint64, error) {
+func (e *Engine) submit(ctx context.Context, cmd command) ([]*events.Event, uint64, error) {
 	type answer struct {
-		ev  *events.Event
+		evs []*events.Event
 		seq uint64
 		err error
 	}
 	ch := make(chan answer, 1)
-	if err := e.enqueue(ctx, cmd, func(ev *events.Event, seq uint64, err error) { ch <- answer{ev, seq, err} }); err != nil {
+	if err := e.enqueue(ctx, cmd, func(evs []*events.Event, seq uint64, err error) { ch <- answer{evs, seq, err} }); err != nil {
 		return nil, 0, err
 	}
 	select {
 	case a := <-ch:
-		return a.ev, a.seq, a.err
+		return a.evs, a.seq, a.err
 	case <-ctx.Done():
 		// The command may still be written; the caller learns the outcome
 		// by reading the state, as after any timeout.
@@ -233,7 +253,7 @@ func (e *Engine) submit(ctx context.Context, cmd command) (*events.Event, uint64
 
 // enqueue hands cmd to the writer loop; reply is called exactly once, from
 // the loop.
-func (e *Engine) enqueue(ctx context.Context, cmd command, reply func(*events.Event, uint64, error)) error {
+func (e *Engine) enqueue(ctx context.Context, cmd command, reply func([]*events.Event, uint64, error)) error {
 	select {
 	case e.cmds <- &request{cmd: cmd, reply: reply}:
 		return nil

@@ -8,15 +8,18 @@ import "fmt"
 type Code string
 
 const (
-	CodeAlreadyExists       Code = "FWP_E_ALREADY_EXISTS"
-	CodeFilterNotFound      Code = "FWP_E_FILTER_NOT_FOUND"
-	CodeCalloutNotFound     Code = "FWP_E_CALLOUT_NOT_FOUND"
-	CodeInUse               Code = "FWP_E_IN_USE"
-	CodeInvalidParameter    Code = "FWP_E_INVALID_PARAMETER"
-	CodeIncompatibleLayer   Code = "FWP_E_INCOMPATIBLE_LAYER"
-	CodeTimeout             Code = "FWP_E_TIMEOUT"
-	CodeInternal            Code = "FWP_E_INTERNAL"
-	CodeEngineNotResponding Code = "FWP_E_ENGINE_NOT_RESPONDING"
+	CodeAlreadyExists   Code = "FWP_E_ALREADY_EXISTS"
+	CodeFilterNotFound  Code = "FWP_E_FILTER_NOT_FOUND"
+	CodeCalloutNotFound Code = "FWP_E_CALLOUT_NOT_FOUND"
+	CodeInUse           Code = "FWP_E_IN_USE"
+	// CodeCalloutNotificationFailed: a callout agent refused the filter's
+	// ADD notification, so the filter was not added (R7).
+	CodeCalloutNotificationFailed Code = "FWP_E_CALLOUT_NOTIFICATION_FAILED"
+	CodeInvalidParameter          Code = "FWP_E_INVALID_PARAMETER"
+	CodeIncompatibleLayer         Code = "FWP_E_INCOMPATIBLE_LAYER"
+	CodeTimeout                   Code = "FWP_E_TIMEOUT"
+	CodeInternal                  Code = "FWP_E_INTERNAL"
+	CodeEngineNotResponding       Code = "FWP_E_ENGINE_NOT_RESPONDING"
 )
 
 // Error is what a refused management request returns: a code and a message
@@ -42,15 +45,16 @@ func (e *Error) Is(target error) bool {
 
 // Sentinels for errors.Is.
 var (
-	ErrAlreadyExists       = &Error{Code: CodeAlreadyExists}
-	ErrFilterNotFound      = &Error{Code: CodeFilterNotFound}
-	ErrCalloutNotFound     = &Error{Code: CodeCalloutNotFound}
-	ErrInUse               = &Error{Code: CodeInUse}
-	ErrInvalidParameter    = &Error{Code: CodeInvalidParameter}
-	ErrIncompatibleLayer   = &Error{Code: CodeIncompatibleLayer}
-	ErrTimeout             = &Error{Code: CodeTimeout}
-	ErrInternal            = &Error{Code: CodeInternal}
-	ErrEngineNotResponding = &Error{Code: CodeEngineNotResponding}
+	ErrAlreadyExists             = &Error{Code: CodeAlreadyExists}
+	ErrFilterNotFound            = &Error{Code: CodeFilterNotFound}
+	ErrCalloutNotFound           = &Error{Code: CodeCalloutNotFound}
+	ErrInUse                     = &Error{Code: CodeInUse}
+	ErrCalloutNotificationFailed = &Error{Code: CodeCalloutNotificationFailed}
+	ErrInvalidParameter          = &Error{Code: CodeInvalidParameter}
+	ErrIncompatibleLayer         = &Error{Code: CodeIncompatibleLayer}
+	ErrTimeout                   = &Error{Code: CodeTimeout}
+	ErrInternal                  = &Error{Code: CodeInternal}
+	ErrEngineNotResponding       = &Error{Code: CodeEngineNotResponding}
 )
 
 func errorf(code Code, format string, args ...any) *Error {

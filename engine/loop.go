@@ -23,7 +23,17 @@ const backoffAfterLoss = 2 * time.Millisecond
 // pending is one command of a group being written.
 type pending struct {
 	*request
-	done bool
+	done  bool
+	evs   []*events.Event // the events of the latest attempt
+	first uint64          // the sequence evs[0] was written at (or would be)
+}
+
+// answer replies once.
+func (p *pending) answer(evs []*events.Event, seq uint64, err error) {
+	if !p.done {
+		p.done = true
+		p.reply(evs, seq, err)
+	}
 }
 
 // loop is the single writer: it folds the tail and writes groups of
@@ -111,9 +121,15 @@ drain:
 		if d.ev == nil {
 			continue
 		}
-		if p := inflight[d.ev.ID]; p != nil && !p.done {
-			p.done = true
-			p.reply(d.ev, d.seq, nil)
+		// A command's first event landing means all of it landed: a
+		// transaction is one atomic batch, other commands one event.
+		p := inflight[d.ev.ID]
+		switch {
+		case p == nil || p.done:
+		case len(p.evs) <= 1:
+			p.answer([]*events.Event{d.ev}, d.seq, nil)
+		case p.evs[0].ID == d.ev.ID:
+			p.answer(p.evs, d.seq, nil)
 		}
 	}
 }
@@ -150,15 +166,36 @@ func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*p
 	return nil
 }
 
-// commit validates the group against the state and writes what passes as
-// one fenced chain (see jetstream.PublishChain), retrying what did not land
-// after it loses the fence to another writer.
+// commit writes a group of commands: runs of ordinary commands as fenced
+// chains, each transaction as its own atomic batch.
 func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[string]*pending) {
+	for len(group) > 0 {
+		n := 1
+		_, isAtomic := group[0].cmd.(batched)
+		if !isAtomic {
+			for n < len(group) {
+				if _, ok := group[n].cmd.(batched); ok {
+					break
+				}
+				n++
+			}
+		}
+		e.commitRun(ctx, group[:n], isAtomic, inflight)
+		group = group[n:]
+	}
+}
+
+// commitRun validates the commands against the state and writes what
+// passes as one fenced unit: a chain (see jetstream.PublishChain) or, for a
+// transaction, an atomic batch. After losing the fence to another writer,
+// or an ambiguous failure, it folds the log and tries again what did not
+// land, until the write timeout.
+func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, inflight map[string]*pending) {
 	deadline := time.Now().Add(e.cfg.WriteTimeout)
 	for attempt := 1; ; attempt++ {
 		e.drainTail(inflight)
 		var live []*pending
-		for _, p := range group {
+		for _, p := range run {
 			if !p.done {
 				live = append(live, p)
 			}
@@ -168,8 +205,7 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 		}
 		if attempt > 1 && time.Now().After(deadline) {
 			for _, p := range live {
-				p.done = true
-				p.reply(nil, 0, errorf(CodeTimeout, "write not confirmed within %v (%d attempts); list to see whether it was applied",
+				p.answer(nil, 0, errorf(CodeTimeout, "write not confirmed within %v (%d attempts); list to see whether it was applied",
 					e.cfg.WriteTimeout, attempt-1))
 			}
 			return
@@ -184,33 +220,42 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 		)
 		for _, p := range live {
 			seq := base + uint64(len(msgs)) + 1
-			ev, err := p.cmd.event(ov, seq)
+			pevs, err := p.cmd.events(ov, seq)
+			var pmsgs []*nats.Msg
 			if err == nil {
-				var m events.Message
-				if m, err = e.subj.Message(ev); err == nil {
-					msg := nats.NewMsg(m.Subject)
-					msg.Data, msg.Header = m.Data, nats.Header(m.Header)
-					msgs = append(msgs, msg)
-				}
+				pmsgs, err = e.messages(pevs)
 			}
 			if err != nil {
-				p.done = true
-				p.reply(nil, 0, err)
+				p.answer(nil, 0, err)
 				continue
 			}
-			ov.Apply(seq, ev)
-			evs = append(evs, ev)
+			if isAtomic {
+				stampTx(pmsgs, pevs)
+			}
+			for i, ev := range pevs {
+				ov.Apply(seq+uint64(i), ev)
+			}
+			p.evs, p.first = pevs, seq
+			msgs, evs = append(msgs, pmsgs...), append(evs, pevs...)
 			owners = append(owners, p)
-			inflight[ev.ID] = p
+			inflight[pevs[0].ID] = p
 		}
 		if len(msgs) == 0 {
 			return
 		}
 
 		wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
-		n, err := jetstream.PublishChain(wctx, e.js, base, msgs)
+		var n int
+		var err error
+		if isAtomic {
+			if _, err = jetstream.PublishFenced(wctx, e.js, base, msgs); err == nil {
+				n = len(msgs)
+			}
+		} else {
+			n, err = jetstream.PublishChain(wctx, e.js, base, msgs)
+		}
 		cancel()
-		// The chain stores a prefix: fold and answer it whatever came after.
+		// A chain stores a prefix: fold and answer it whatever came after.
 		if n > 0 {
 			e.mu.Lock()
 			for i, ev := range evs[:n] {
@@ -218,9 +263,10 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 			}
 			e.mu.Unlock()
 			e.written.Add(uint64(n))
-			for i, p := range owners[:n] {
-				p.done = true
-				p.reply(evs[i], base+uint64(i)+1, nil)
+			for _, p := range owners {
+				if last := p.first + uint64(len(p.evs)) - 1; last <= base+uint64(n) {
+					p.answer(p.evs, p.first, nil)
+				}
 			}
 		}
 		if err == nil {
@@ -244,9 +290,10 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 		if target == 0 {
 			var lerr error
 			if target, lerr = e.lastSeq(ctx); lerr != nil {
-				for _, p := range owners[n:] {
-					p.done = true
-					p.reply(nil, 0, errorf(CodeTimeout, "write outcome unknown (%v, then %v); list to see whether it was applied", err, lerr))
+				for _, p := range owners {
+					if !p.done {
+						p.answer(nil, 0, errorf(CodeTimeout, "write outcome unknown (%v, then %v); list to see whether it was applied", err, lerr))
+					}
 				}
 				return
 			}
@@ -258,6 +305,20 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 			time.Sleep(rand.N(backoffAfterLoss))
 		}
 	}
+}
+
+// messages turns events into messages ready to publish.
+func (e *Engine) messages(evs []*events.Event) ([]*nats.Msg, error) {
+	out := make([]*nats.Msg, len(evs))
+	for i, ev := range evs {
+		m, err := e.subj.Message(ev)
+		if err != nil {
+			return nil, errorf(CodeInternal, "%v", err)
+		}
+		out[i] = nats.NewMsg(m.Subject)
+		out[i].Data, out[i].Header = m.Data, nats.Header(m.Header)
+	}
+	return out, nil
 }
 
 // lastSeq asks the server for the stream's last sequence.

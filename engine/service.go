@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -44,14 +45,19 @@ func (e *Engine) serve() error {
 			return deleteCallout{r.CalloutKey}, err
 		})},
 		{"filter-add", EndpointFilterAdd, e.write(func(data []byte) (command, error) {
-			var f events.Filter
-			err := decode(data, &f)
-			return addFilter{f}, err
+			var r AddFilterRequest
+			err := decode(data, &r)
+			return addFilter{f: r.Filter, notifyTimeout: time.Duration(r.NotifyTimeoutMs) * time.Millisecond}, err
 		})},
 		{"filter-delete", EndpointFilterDelete, e.write(func(data []byte) (command, error) {
 			var r FilterRef
 			err := decode(data, &r)
-			return deleteFilter{r}, err
+			return deleteFilter{ref: r}, err
+		})},
+		{"tx-apply", EndpointTxApply, e.write(func(data []byte) (command, error) {
+			var r TxRequest
+			err := decode(data, &r)
+			return transaction{ops: r.Ops, notifyTimeout: time.Duration(r.NotifyTimeoutMs) * time.Millisecond}, err
 		})},
 		{"callout-list", EndpointCalloutList, e.listCallouts},
 		{"filter-get", EndpointFilterGet, e.getFilter},
@@ -89,14 +95,28 @@ func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
 		reply := req.Reply()
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
 		defer cancel()
-		err = e.enqueue(ctx, cmd, func(ev *events.Event, seq uint64, err error) {
-			switch {
-			case err != nil:
+		err = e.enqueue(ctx, cmd, func(evs []*events.Event, seq uint64, err error) {
+			if err != nil {
 				e.publishReply(reply, errorMsg(err))
-			case ev.Filter != nil && ev.Type == events.FilterAdded:
-				e.publishReply(reply, jsonMsg(FilterResponse{Filter: ev.Filter, Seq: seq}))
-			case ev.Callout != nil && ev.Type == events.CalloutAdded:
-				e.publishReply(reply, jsonMsg(CalloutResponse{Callout: ev.Callout, Seq: seq}))
+				return
+			}
+			switch cmd := cmd.(type) {
+			case addFilter:
+				// R7: wait for the callout's agents off the writer loop.
+				go func() {
+					if rej := e.confirm(evs[0].Filter, cmd.notifyTimeout); rej != nil {
+						e.publishReply(reply, errorMsg(rej.err()))
+						return
+					}
+					e.publishReply(reply, jsonMsg(FilterResponse{Filter: evs[0].Filter, Seq: seq}))
+				}()
+			case transaction:
+				go func() {
+					rejected := e.confirmTx(evs, cmd.notifyTimeout)
+					e.publishReply(reply, jsonMsg(TxResponse{FirstSeq: seq, Events: evs, Rejected: rejected}))
+				}()
+			case addCallout:
+				e.publishReply(reply, jsonMsg(CalloutResponse{Callout: evs[0].Callout, Seq: seq}))
 			default:
 				e.publishReply(reply, jsonMsg(DeleteResponse{Seq: seq}))
 			}
@@ -149,7 +169,11 @@ func (e *Engine) listCallouts(req micro.Request) {
 	e.View(func(s *projection.State) {
 		resp.Seq = s.Seq()
 		for _, c := range s.Callouts() {
-			resp.Callouts = append(resp.Callouts, CalloutInfo{Callout: *c, FilterCount: s.FiltersNaming(c.Key)})
+			agents := e.agents.forCallout(c.Key)
+			if agents == nil {
+				agents = []AgentInfo{}
+			}
+			resp.Callouts = append(resp.Callouts, CalloutInfo{Callout: *c, FilterCount: s.FiltersNaming(c.Key), Agents: agents})
 		}
 	})
 	if resp.Callouts == nil {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 	"slices"
 	"strings"
 
@@ -22,15 +23,50 @@ const (
 
 // command is one management change waiting to be validated and written.
 type command interface {
-	// event validates the command against v and returns the event to write
-	// if it were stored at seq.
-	event(v projection.View, seq uint64) (*events.Event, error)
+	// events validates the command against v and returns the events to
+	// write if they were stored from seq on.
+	events(v projection.View, seq uint64) ([]*events.Event, error)
 }
+
+// batched marks commands whose events must be written as one atomic batch
+// (transactions), never chained with others.
+type batched interface{ batched() }
 
 type addCallout struct{ c events.Callout }
 type deleteCallout struct{ key string }
-type addFilter struct{ f events.Filter }
-type deleteFilter struct{ ref FilterRef }
+type addFilter struct {
+	f events.Filter
+	// notifyTimeout bounds the wait for the callout's agents (R7).
+	notifyTimeout time.Duration
+}
+type deleteFilter struct {
+	ref    FilterRef
+	reason string // why the engine deletes it on its own (R7 rejection)
+}
+
+// one adapts a single-event validation to command.
+func one(ev *events.Event, err error) ([]*events.Event, error) {
+	if err != nil {
+		return nil, err
+	}
+	return []*events.Event{ev}, nil
+}
+
+func (cmd addCallout) events(v projection.View, seq uint64) ([]*events.Event, error) {
+	return one(cmd.event(v, seq))
+}
+
+func (cmd deleteCallout) events(v projection.View, seq uint64) ([]*events.Event, error) {
+	return one(cmd.event(v, seq))
+}
+
+func (cmd addFilter) events(v projection.View, seq uint64) ([]*events.Event, error) {
+	return one(cmd.event(v, seq))
+}
+
+func (cmd deleteFilter) events(v projection.View, seq uint64) ([]*events.Event, error) {
+	return one(cmd.event(v, seq))
+}
 
 func (cmd addCallout) event(v projection.View, _ uint64) (*events.Event, error) {
 	c := cmd.c.Clone()
@@ -140,7 +176,9 @@ func (cmd deleteFilter) event(v projection.View, _ uint64) (*events.Event, error
 	if err != nil {
 		return nil, err
 	}
-	return events.NewFilterEvent(events.FilterDeleted, f.Clone()), nil
+	ev := events.NewFilterEvent(events.FilterDeleted, f.Clone())
+	ev.Reason = cmd.reason
+	return ev, nil
 }
 
 // lookupFilter resolves a reference by key or by id.

@@ -21,15 +21,16 @@ var (
 // batch sees the first) before anything is written. Discard it, or Reset
 // it, if the write fails; fold the same events into the State if it lands.
 type Overlay struct {
-	base     *State
+	base     View
 	filters  map[string]*events.Filter // nil value: deleted in the overlay
 	byID     map[uint64]*events.Filter // nil value: deleted in the overlay
 	callouts map[string]*events.Callout
 	naming   map[string]int // callout key -> change in filters naming it
 }
 
-// NewOverlay returns an empty overlay on base.
-func NewOverlay(base *State) *Overlay {
+// NewOverlay returns an empty overlay on base. The base may itself be an
+// overlay: a transaction validates its operations on top of its group's.
+func NewOverlay(base View) *Overlay {
 	o := &Overlay{base: base}
 	o.Reset()
 	return o
