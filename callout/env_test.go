@@ -1,7 +1,6 @@
 package callout_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/callout"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
 	"github.com/wfpnats/wfp/jetstream"
 )
 
@@ -34,26 +34,11 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := jetstream.StreamConfig{}.WithDefaults()
-	s, err := jetstream.EnsureStream(context.Background(), js, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, srv: srv, nc: nc, js: js, stream: s, subj: events.Subjects{Prefix: cfg.Prefix}}
+	srv := testkit.Server(t)
+	nc := testkit.Conn(t, srv)
+	js := testkit.JetStream(t, nc)
+	s := testkit.Stream(t, js)
+	return &env{t: t, srv: srv, nc: nc, js: js, stream: s, subj: events.Subjects{Prefix: jetstream.DefaultPrefix}}
 }
 
 func newKey() string { return uuid.NewString() }
@@ -206,22 +191,6 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes; for state
-// that has no channel (counters, server-side consumer info).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(wait)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("%s: not true within %v", what, wait)
-		}
-	}
-}
-
 // ctxTimeout is a deadline channel for selects.
 func ctxTimeout(t *testing.T) <-chan time.Time {
 	t.Helper()
@@ -229,22 +198,7 @@ func ctxTimeout(t *testing.T) <-chan time.Time {
 }
 
 // logBuffer collects an agent's log lines for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer struct{ testkit.SyncBuffer }
 
 func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 

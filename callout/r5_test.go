@@ -9,6 +9,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/wfpnats/wfp/callout"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
 )
 
 // R5: what the agent cannot act on is skipped, counted and (durable)
@@ -64,7 +65,7 @@ func TestR5_GarbageUnknownTypeNewerSchemaAndCalloutEventsAreSkipped(t *testing.T
 				}
 			}
 			if mode == "durable" {
-				eventually(t, "every message acked", func() bool {
+				testkit.Eventually(t, "every message acked", func() bool {
 					info, err := e.stream.Consumer(context.Background(), "r5")
 					if err != nil {
 						t.Fatal(err)

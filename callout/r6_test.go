@@ -8,6 +8,7 @@ import (
 
 	"github.com/wfpnats/wfp/callout"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
 )
 
 // hitState is a context the classify path mutates concurrently.
@@ -98,7 +99,7 @@ func TestR6_ContextVisibleToConcurrentLookupsAndHandedBackOnce(t *testing.T) {
 	for range n {
 		waitFor(t, added)
 	}
-	eventually(t, "readers see the filters", func() bool { return found.Load() > n })
+	testkit.Eventually(t, "readers see the filters", func() bool { return found.Load() > n })
 	for _, f := range filters {
 		e.del(f)
 	}
@@ -145,7 +146,7 @@ func TestR6_FailedAttemptContextIsNotKept(t *testing.T) {
 	f := e.add(ck, "f")
 	rec.expect(t, addNote(f, false))
 	var got *callout.Filter
-	eventually(t, "filter held", func() bool {
+	testkit.Eventually(t, "filter held", func() bool {
 		var ok bool
 		got, ok = a.Lookup(f.ID)
 		return ok

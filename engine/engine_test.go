@@ -8,30 +8,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/wfpnats/wfp/events"
-	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/internal/testkit"
 	"github.com/wfpnats/wfp/projection"
 )
-
-// startServer runs a real embedded nats-server with JetStream for one test.
-func startServer(t testing.TB, dir string) *jetstream.Embedded {
-	t.Helper()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: dir, Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
-}
-
-func connect(t testing.TB, srv *jetstream.Embedded) *nats.Conn {
-	t.Helper()
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
 
 func startEngine(t testing.TB, nc *nats.Conn) *Engine {
 	t.Helper()
@@ -45,8 +24,8 @@ func startEngine(t testing.TB, nc *nats.Conn) *Engine {
 
 func TestAddListDeleteAndErrors(t *testing.T) {
 	ctx := context.Background()
-	srv := startServer(t, t.TempDir())
-	nc := connect(t, srv)
+	srv := testkit.Server(t)
+	nc := testkit.Conn(t, srv)
 	startEngine(t, nc)
 	c := NewClient(nc)
 

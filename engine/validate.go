@@ -2,9 +2,9 @@ package engine
 
 import (
 	"fmt"
-	"time"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/wfpnats/wfp/events"

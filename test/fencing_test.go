@@ -12,6 +12,7 @@ import (
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
 	"github.com/wfpnats/wfp/projection"
 )
 
@@ -28,11 +29,11 @@ type outcome struct {
 // The fence must keep them consistent: the log folds to what both engines
 // hold, no key is added twice while live, and every success matches the log.
 func TestFencingTwoEnginesOneStream(t *testing.T) {
-	srv := startServer(t, t.TempDir())
-	ncA, ncB := connect(t, srv), connect(t, srv)
+	srv := testkit.Server(t)
+	ncA, ncB := testkit.Conn(t, srv), testkit.Conn(t, srv)
 	engA, engB := startEngine(t, ncA), startEngine(t, ncB)
 	ctx := ctxT(t)
-	client := engine.NewClient(connect(t, srv))
+	client := engine.NewClient(testkit.Conn(t, srv))
 	co, err := client.AddCallout(ctx, events.Callout{Name: "c"})
 	if err != nil {
 		t.Fatal(err)
@@ -67,9 +68,9 @@ func TestFencingTwoEnginesOneStream(t *testing.T) {
 	}
 	wg.Wait()
 
-	log := readLog(t, newJS(t, ncA))
+	log := readLog(t, testkit.JetStream(t, ncA))
 	last := log[len(log)-1].seq
-	eventually(t, "both engines to fold the whole log", func() bool { return engA.Seq() == last && engB.Seq() == last })
+	testkit.Eventually(t, "both engines to fold the whole log", func() bool { return engA.Seq() == last && engB.Seq() == last })
 	want := foldLog(log)
 	for name, e := range map[string]*engine.Engine{"A": engA, "B": engB} {
 		e.View(func(s *projection.State) {

@@ -17,40 +17,10 @@ import (
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
 	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/projection"
 )
-
-// startServer runs a real embedded nats-server with JetStream, stored in
-// dir, for the length of the test.
-func startServer(t testing.TB, dir string) *jetstream.Embedded {
-	t.Helper()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: dir, Listen: "127.0.0.1:-1", NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
-}
-
-func connect(t testing.TB, srv *jetstream.Embedded) *nats.Conn {
-	t.Helper()
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
-
-func newJS(t testing.TB, nc *nats.Conn) natsjs.JetStream {
-	t.Helper()
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
 
 func startEngine(t testing.TB, nc *nats.Conn) *engine.Engine {
 	t.Helper()
@@ -73,9 +43,9 @@ type world struct {
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	w := &world{srv: startServer(t, t.TempDir())}
-	w.nc = connect(t, w.srv)
-	w.js = newJS(t, w.nc)
+	w := &world{srv: testkit.Server(t)}
+	w.nc = testkit.Conn(t, w.srv)
+	w.js = testkit.JetStream(t, w.nc)
 	w.eng = startEngine(t, w.nc)
 	w.client = engine.NewClient(w.nc)
 	return w
@@ -135,18 +105,6 @@ func foldLog(log []logEntry) *projection.State {
 		s.Apply(e.seq, e.ev)
 	}
 	return s
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // quietLog drops engine logs: tests assert on behaviour, not log lines.

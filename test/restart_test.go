@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
 	"github.com/wfpnats/wfp/projection"
 )
 
@@ -121,7 +121,7 @@ func TestRestartAfterSIGKILL(t *testing.T) {
 	if !reflect.DeepEqual(before, after) {
 		t.Fatalf("after restart:\n got %d filters at seq %d\nwant %d filters at seq %d", len(after.Filters), after.Seq, len(before.Filters), before.Seq)
 	}
-	js, _ := natsjs.New(nc)
+	js := testkit.JetStream(t, nc)
 	s, err := js.Stream(ctx, "WFP")
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wfpnats/wfp/callout"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
 	"github.com/wfpnats/wfp/projection"
 )
 
@@ -71,7 +72,7 @@ func (r *recorder) snapshot() []note {
 func (r *recorder) waitFor(t *testing.T, nt callout.NotifyType, key string) note {
 	t.Helper()
 	var got note
-	eventually(t, fmt.Sprintf("%s notification for %s", nt, key), func() bool {
+	testkit.Eventually(t, fmt.Sprintf("%s notification for %s", nt, key), func() bool {
 		for _, n := range r.snapshot() {
 			if n.t == nt && n.key == key {
 				got = n
@@ -405,7 +406,7 @@ func TestR6_ContextVisibleToClassifyAndHandedBackOnce(t *testing.T) {
 	for range 20 {
 		ids = append(ids, w.addFilter(t, c).ID)
 	}
-	eventually(t, "all adds held", func() bool { return a.Stats().Held == len(ids) })
+	testkit.Eventually(t, "all adds held", func() bool { return a.Stats().Held == len(ids) })
 
 	// Classify: concurrent readers look filters up and bump their
 	// contexts while the filters are deleted under them.
@@ -433,13 +434,13 @@ func TestR6_ContextVisibleToClassifyAndHandedBackOnce(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, "classify readers to see the filters", func() bool { return seen.Load() > 1000 })
+	testkit.Eventually(t, "classify readers to see the filters", func() bool { return seen.Load() > 1000 })
 	for _, id := range ids {
 		if err := w.client.DeleteFilterByID(ctxT(t), id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "all deletes delivered", func() bool { return a.Stats().Held == 0 })
+	testkit.Eventually(t, "all deletes delivered", func() bool { return a.Stats().Held == 0 })
 	close(stop)
 	readers.Wait()
 

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
 	"github.com/wfpnats/wfp/jetstream"
 )
 
@@ -114,25 +114,9 @@ type server struct {
 
 func newServer(t *testing.T) *server {
 	t.Helper()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jetstream.EnsureStream(context.Background(), js, jetstream.StreamConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &server{t: t, srv: srv, js: js, s: s}
+	srv := testkit.Server(t)
+	js := testkit.JetStream(t, testkit.Conn(t, srv))
+	return &server{t: t, srv: srv, js: js, s: testkit.Stream(t, js)}
 }
 
 // add writes a FilterAdded fenced on the last sequence, so its ID is the
@@ -169,32 +153,15 @@ func (e *server) publish(ev *events.Event, opts ...natsjs.PublishOpt) {
 type proc struct {
 	cmd    *exec.Cmd
 	lines  chan string
-	stderr *syncBuffer
+	stderr *testkit.SyncBuffer
 	exited chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startAgent(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "NATS_URL=")
-	p := &proc{cmd: cmd, lines: make(chan string, 100), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, lines: make(chan string, 100), stderr: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

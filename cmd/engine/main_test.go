@@ -7,13 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
-	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/internal/testkit"
 )
 
 // cli runs the command in-process against a real embedded server with an
@@ -24,16 +23,8 @@ type cli struct {
 }
 
 func newCLI(t *testing.T) *cli {
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	srv := testkit.Server(t)
+	nc := testkit.Conn(t, srv)
 	e, err := engine.Start(context.Background(), nc, engine.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -144,24 +135,6 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to read while the command writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // events --follow prints the log so far, then new events as they come,
 // until interrupted, and then exits cleanly.
 func TestEventsFollow(t *testing.T) {
@@ -169,7 +142,7 @@ func TestEventsFollow(t *testing.T) {
 	c.ok("callout", "add", "--key", calloutKey, "--name", "inspector")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"events", "--server", c.url, "--follow"}, nil, &out, io.Discard) }()
 	waitFor := func(n int) {

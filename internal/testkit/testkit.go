@@ -1,0 +1,118 @@
+// Package testkit holds the setup that the module's tests share: a real
+// embedded nats-server with JetStream, a connection to it, the event-log
+// stream, a buffer safe for concurrent use, and a poll-until-true wait.
+//
+// It imports only jetstream and the NATS client packages, so the in-package
+// tests of engine and callout can use it without an import cycle. The
+// jetstream package's own tests cannot (testkit imports jetstream).
+package testkit
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wfpnats/wfp/jetstream"
+)
+
+// Server starts a real embedded nats-server with JetStream, stored in a
+// fresh t.TempDir(), for the length of the test. See ServerIn.
+func Server(t testing.TB) *jetstream.Embedded {
+	t.Helper()
+	return ServerIn(t, t.TempDir())
+}
+
+// ServerIn starts a real embedded nats-server with JetStream stored in dir.
+// It listens on a random loopback port (see Embedded.ClientURL), keeps its
+// own log quiet, and is shut down when the test ends. A server that cannot
+// start fails the test.
+func ServerIn(t testing.TB, dir string) *jetstream.Embedded {
+	t.Helper()
+	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: dir, Listen: "127.0.0.1:-1", NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+// Conn opens an in-process connection to srv, closed when the test ends.
+func Conn(t testing.TB, srv *jetstream.Embedded) *nats.Conn {
+	t.Helper()
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// JetStream is the JetStream context of nc.
+func JetStream(t testing.TB, nc *nats.Conn) natsjs.JetStream {
+	t.Helper()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// Stream ensures the event-log stream with every setting at its default
+// (jetstream.StreamConfig{}: stream jetstream.DefaultStreamName, subject
+// prefix jetstream.DefaultPrefix) and returns it.
+func Stream(t testing.TB, js natsjs.JetStream) natsjs.Stream {
+	t.Helper()
+	s, err := jetstream.EnsureStream(context.Background(), js, jetstream.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// SyncBuffer is a bytes.Buffer that may be written by one goroutine (a
+// logger, a child process's output) while the test reads it. The zero
+// value is ready to use; do not copy it after first use.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p to the buffer.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// How Eventually polls.
+const (
+	pollEvery    = 5 * time.Millisecond
+	pollDeadline = 20 * time.Second
+)
+
+// Eventually polls cond every 5 ms until it returns true, and fails the
+// test with t.Fatalf if it has not within 20 s. For state that no channel
+// announces (counters, server-side consumer info, another goroutine's
+// output); what names the awaited state in the failure message.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(pollDeadline)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(pollEvery)
+	}
+}
