@@ -3,6 +3,7 @@
 //	engine                      serve: embedded nats-server + stream + API
 //	engine callout add|delete|list ...
 //	engine filter add|delete|list ...
+//	engine tx apply FILE.json   one atomic transaction
 //	engine events [--callout UUID] [--from-seq N] [--follow]
 //	engine decode               one event payload on stdin, JSON on stdout
 //
@@ -25,9 +26,10 @@ const usage = `usage:
   engine callout add --key UUID --name NAME [--layer L] [--json]
   engine callout delete --key UUID
   engine callout list [--json]
-  engine filter add [--key UUID] --name NAME --layer L [--weight N] --action ACTION [--callout UUID] [--condition FIELD=VALUE]... [--json]
+  engine filter add [--key UUID] --name NAME --layer L [--weight N] --action ACTION [--callout UUID] [--condition FIELD=VALUE]... [--notify-timeout 5s] [--json]
   engine filter delete (--key UUID | --id N)
   engine filter list [--callout UUID] [--layer L] [--provider UUID] [--json]
+  engine tx apply FILE.json [--json] [--notify-timeout 5s]
   engine events [--callout UUID] [--from-seq N] [--follow]
   engine decode < payload
 Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222).
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return decode(stdin, stdout)
 	case "events":
 		return eventsCmd(ctx, rest, stdout, stderr)
+	case "tx":
+		return txCmd(ctx, rest, stdin, stdout, stderr)
 	case "callout", "filter":
 		if len(rest) == 0 {
 			return fmt.Errorf("%s needs a verb: add, delete or list\n%s", sub, usage)

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -169,5 +171,42 @@ func TestEventsFollow(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("events --follow did not stop when interrupted")
+	}
+}
+
+// tx apply writes all of a transaction or, if one operation is invalid,
+// nothing, naming the operation.
+func TestTxApply(t *testing.T) {
+	c := newCLI(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	writeFile(t, good, `{"ops":[
+		{"op":"callout.add","callout":{"calloutKey":"`+calloutKey+`","name":"c"}},
+		{"op":"filter.add","filter":{"filterKey":"11111111-1111-4111-8111-111111111111","name":"a","layer":"L","action":"callout-inspection","calloutKey":"`+calloutKey+`"}},
+		{"op":"filter.add","filter":{"filterKey":"22222222-2222-4222-8222-222222222222","name":"b","layer":"L","action":"block"}},
+		{"op":"filter.delete","filterKey":"22222222-2222-4222-8222-222222222222"}]}`)
+	out := c.ok("tx", "apply", good)
+	for _, want := range []string{"committed 4 operation(s) at log sequences 1-4", "added filter 11111111-1111-4111-8111-111111111111 id 2",
+		"deleted filter 22222222-2222-4222-8222-222222222222 id 3"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("tx apply printed:\n%s\nwant %q", out, want)
+		}
+	}
+	bad := filepath.Join(dir, "bad.json")
+	writeFile(t, bad, `[
+		{"op":"filter.add","filter":{"name":"ok","layer":"L","action":"block"}},
+		{"op":"filter.delete","filterId":999}]`)
+	if _, err := c.run("tx", "apply", bad); err == nil || !strings.Contains(err.Error(), "FWP_E_FILTER_NOT_FOUND: ops[1] (filter.delete)") {
+		t.Fatalf("invalid tx: %v", err)
+	}
+	if out := c.ok("events"); strings.Count(out, "\n") != 4 {
+		t.Fatalf("the refused transaction wrote to the log:\n%s", out)
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

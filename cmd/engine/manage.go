@@ -108,9 +108,9 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 				return writeJSON(stdout, resp.Callouts)
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CALLOUT\tNAME\tLAYER\tFILTERS")
+			fmt.Fprintln(tw, "CALLOUT\tNAME\tLAYER\tFILTERS\tAGENTS")
 			for _, co := range resp.Callouts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", co.Key, co.Name, dash(co.Layer), co.FilterCount)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", co.Key, co.Name, dash(co.Layer), co.FilterCount, agentList(co.Agents))
 			}
 			return tw.Flush()
 		}
@@ -127,9 +127,10 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 		fs.StringVar(&f.ProviderKey, "provider", "", "provider key (UUID)")
 		fs.Var((*conditions)(&f.Conditions), "condition", "condition FIELD=VALUE (repeatable)")
 		fs.Var((*flagList)(&f.Flags), "flag", "filter flag (repeatable): "+strings.Join(events.FilterFlags, ", "))
+		notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for the callout's agents to accept the filter")
 		act = func(cl *engine.Client) error {
 			f.Action = events.ActionType(action)
-			got, err := cl.AddFilter(ctx, f)
+			got, err := cl.AddFilter(ctx, f, engine.WithNotifyTimeout(*notifyTimeout))
 			if err != nil {
 				return err
 			}
@@ -192,6 +193,25 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 	}
 	defer nc.Close()
 	return act(engine.NewClient(nc, engine.WithPrefix(c.prefix)))
+}
+
+// agentList shows a callout's registered agents: id, mode and options.
+func agentList(agents []engine.AgentInfo) string {
+	if len(agents) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(agents))
+	for i, a := range agents {
+		parts[i] = a.AgentID + " (" + a.Mode
+		if a.Durable != "" {
+			parts[i] += ", durable " + a.Durable
+		}
+		if a.PostCommit {
+			parts[i] += ", post-commit"
+		}
+		parts[i] += ")"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func refString(r engine.FilterRef) string {
