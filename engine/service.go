@@ -102,6 +102,11 @@ func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
 			}
 			switch cmd := cmd.(type) {
 			case addFilter:
+				f := evs[0].Filter
+				if f.CalloutKey == "" || len(e.agents.forCallout(f.CalloutKey)) == 0 {
+					e.publishReply(reply, jsonMsg(FilterResponse{Filter: f, Seq: seq}))
+					return
+				}
 				// R7: wait for the callout's agents off the writer loop.
 				go func() {
 					if rej := e.confirm(evs[0].Filter, cmd.notifyTimeout); rej != nil {
