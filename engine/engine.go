@@ -69,7 +69,8 @@ type Engine struct {
 	state *projection.State
 
 	cmds    chan *request
-	tail    chan natsjs.Msg
+	tail    chan tailMsg
+	folded  atomic.Uint64 // state.Seq(), for the tail's callback to read
 	tailCtx natsjs.ConsumeContext
 	svc     micro.Service
 
@@ -118,7 +119,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		agents:   newRegistry(),
 		waits:    newWaits(),
 		cmds:     make(chan *request, 4*cfg.MaxGroup),
-		tail:     make(chan natsjs.Msg, 4096),
+		tail:     make(chan tailMsg, 4096),
 		loopDone: make(chan struct{}),
 	}
 	info, err := stream.Info(ctx)
@@ -161,7 +162,7 @@ func (e *Engine) startTail(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: tail consumer: %w", err)
 	}
-	e.tailCtx, err = cons.Consume(func(m natsjs.Msg) { e.tail <- m },
+	e.tailCtx, err = cons.Consume(e.decodeTail,
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
 			e.log.Warn("engine: tail consumer", "err", err)
 		}))

@@ -72,35 +72,53 @@ func (e *Engine) loop(ctx context.Context) {
 	}
 }
 
+// tailMsg is a log message as the tail's consume callback decoded it.
+// Decoding there, not in the loop, lets a rebuild decode on one core and
+// fold on the other.
+type tailMsg struct {
+	seq     uint64
+	subject string
+	ev      *events.Event // nil: not an event this code acts on
+	err     error         // why ev is nil
+}
+
+// decodeTail runs in the consume callback. Messages the loop has already
+// folded (the engine's own writes, folded when acked) are dropped unread.
+func (e *Engine) decodeTail(m natsjs.Msg) {
+	meta, err := m.Metadata()
+	if err != nil {
+		e.log.Warn("engine: tail message without metadata", "subject", m.Subject(), "err", err)
+		return
+	}
+	seq := meta.Sequence.Stream
+	if seq <= e.folded.Load() {
+		return
+	}
+	t := tailMsg{seq: seq, subject: m.Subject()}
+	t.ev, t.err = events.Decode(m.Data())
+	if t.err == nil && !t.ev.Known() {
+		t.err = fmt.Errorf("unknown event type %q or schema %d", t.ev.Type, t.ev.Schema)
+	}
+	if t.err != nil {
+		t.ev = nil
+	}
+	e.tail <- t
+}
+
 // fold applies tail messages: m, then whatever else is already buffered,
 // under one lock. A message carrying the id of an event we tried to write
 // answers that command: its write landed even if we never got the ack.
-func (e *Engine) fold(m natsjs.Msg, inflight map[string]*pending) {
-	type decoded struct {
-		seq uint64
-		ev  *events.Event
-	}
-	batch := make([]decoded, 0, 64)
-	add := func(m natsjs.Msg) {
-		meta, err := m.Metadata()
-		if err != nil {
-			e.log.Warn("engine: tail message without metadata", "subject", m.Subject(), "err", err)
-			return
-		}
-		seq := meta.Sequence.Stream
-		if seq <= e.state.Seq() {
+func (e *Engine) fold(m tailMsg, inflight map[string]*pending) {
+	batch := make([]tailMsg, 0, 64)
+	add := func(m tailMsg) {
+		if m.seq <= e.state.Seq() {
 			return // our own write, already folded when it was acked
 		}
-		ev, err := events.Decode(m.Data())
-		if err == nil && !ev.Known() {
-			err = fmt.Errorf("unknown event type %q or schema %d", ev.Type, ev.Schema)
-		}
-		if err != nil {
+		if m.err != nil {
 			e.skipped.Add(1)
-			e.log.Warn("engine: skipping log message", "seq", seq, "subject", m.Subject(), "err", err)
-			ev = nil
+			e.log.Warn("engine: skipping log message", "seq", m.seq, "subject", m.subject, "err", m.err)
 		}
-		batch = append(batch, decoded{seq, ev})
+		batch = append(batch, m)
 	}
 	add(m)
 drain:
@@ -116,6 +134,7 @@ drain:
 	for _, d := range batch {
 		e.state.Apply(d.seq, d.ev)
 	}
+	e.folded.Store(e.state.Seq())
 	e.mu.Unlock()
 	for _, d := range batch {
 		if d.ev == nil {
@@ -261,6 +280,7 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			for i, ev := range evs[:n] {
 				e.state.Apply(base+uint64(i)+1, ev)
 			}
+			e.folded.Store(e.state.Seq())
 			e.mu.Unlock()
 			e.written.Add(uint64(n))
 			for _, p := range owners {

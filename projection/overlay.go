@@ -95,4 +95,9 @@ func (o *Overlay) Callout(key string) (*events.Callout, bool) {
 	return o.base.Callout(key)
 }
 
-func (o *Overlay) FiltersNaming(key string) int { return o.base.FiltersNaming(key) + o.naming[key] }
+func (o *Overlay) FiltersNaming(key string) int {
+	if key == "" {
+		return 0 // as State: filters naming no callout are not counted
+	}
+	return o.base.FiltersNaming(key) + o.naming[key]
+}

@@ -31,7 +31,13 @@ type State struct {
 
 type index map[string]map[string]*events.Filter
 
+// add indexes f under k. The empty key is not indexed: a template with an
+// empty field does not select on it, so nothing looks it up, and most
+// filters have no provider.
 func (ix index) add(k string, f *events.Filter) {
+	if k == "" {
+		return
+	}
 	m := ix[k]
 	if m == nil {
 		m = make(map[string]*events.Filter)
@@ -41,7 +47,7 @@ func (ix index) add(k string, f *events.Filter) {
 }
 
 func (ix index) remove(k string, f *events.Filter) {
-	if m := ix[k]; m != nil {
+	if m := ix[k]; k != "" && m != nil {
 		delete(m, f.Key)
 		if len(m) == 0 {
 			delete(ix, k)
@@ -138,7 +144,8 @@ func (s *State) Callout(key string) (*events.Callout, bool) {
 	return c, ok
 }
 
-// FiltersNaming counts the live filters whose action names callout key.
+// FiltersNaming counts the live filters whose action names callout key
+// (0 for the empty key).
 func (s *State) FiltersNaming(key string) int { return len(s.byCallout[key]) }
 
 // Len returns the number of live filters and callouts.
