@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/events"
 )
@@ -23,15 +25,19 @@ const durableAckWait = 30 * time.Second
 // Agent is a registered callout: it reads the filter events naming its
 // callout and calls the handler for each. Create it with Register.
 type Agent struct {
+	id      string
 	key     string
+	subj    events.Subjects
 	subject string
 	h       Handler
 	o       options
 	log     *slog.Logger
 	js      natsjs.JetStream
+	nc      *nats.Conn
 	stream  natsjs.Stream
 	src     source
 	durable bool
+	ann     *announcer
 
 	filters table
 	n       counters
@@ -46,15 +52,30 @@ type Agent struct {
 	done      chan struct{}
 	err       error // written before done is closed
 
+	// holdTimeout bounds the wait for the rest of an incomplete
+	// transaction (txHoldTimeout when registered).
+	holdTimeout time.Duration
+
 	// Owned by the notify goroutine.
-	lastSeq    uint64     // durable: last stream sequence handled and acked
-	unfinished natsjs.Msg // durable: the message Close interrupted
-	snap       snapshot
+	lastSeq   uint64     // durable: last stream sequence handled and acked
+	lastAcked natsjs.Msg // durable: the message of that ack
+	snap      snapshot
+	tx        *pendingTx // the transaction whose parts are being held
+	// brokenTx is a transaction whose parts are not all coming together:
+	// its held parts were delivered early (another message came first, or
+	// the rest did not come in time), or it was being written when the
+	// replay snapshot was taken. Its stragglers are delivered as they come.
+	brokenTx string
+	snapTx   string // the last transaction seen in the replay snapshot
 }
 
 // Register starts an agent for calloutKey. ctx bounds the registration
 // only (stream lookup, consumer creation); the agent then runs until Close
 // or a terminal failure (see Done). Values of ctx reach the handler's ctx.
+//
+// Once its consumer exists, the agent announces itself to the engines on
+// the agent's own connection (js.Conn()), and keeps doing so while it
+// runs; see WithAgentID and WithPostCommit.
 //
 // The stream must exist (the engine creates it); the agent only reads it.
 func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Handler, opts ...Option) (*Agent, error) {
@@ -82,23 +103,32 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
 	}
 
+	if o.agentID == "" {
+		o.agentID = uuid.NewString()
+	}
+
 	stream, err := js.Stream(ctx, o.stream.Name)
 	if err != nil {
 		return nil, fmt.Errorf("callout: stream %q: %w", o.stream.Name, err)
 	}
+	subj := events.Subjects{Prefix: o.stream.Prefix}
 	a := &Agent{
-		key:     key,
-		subject: events.Subjects{Prefix: o.stream.Prefix}.CalloutFilters(key),
-		h:       h,
-		o:       o,
-		js:      js,
-		stream:  stream,
-		durable: o.durable != "",
-		synced:  make(chan struct{}),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
+		id:          o.agentID,
+		key:         key,
+		subj:        subj,
+		subject:     subj.CalloutFilters(key),
+		h:           h,
+		o:           o,
+		js:          js,
+		nc:          js.Conn(),
+		stream:      stream,
+		durable:     o.durable != "",
+		synced:      make(chan struct{}),
+		closing:     make(chan struct{}),
+		done:        make(chan struct{}),
+		holdTimeout: txHoldTimeout,
 	}
-	a.log = o.log.With("callout", key, "mode", o.mode.String())
+	a.log = o.log.With("callout", key, "agentId", a.id, "mode", o.mode.String())
 	if a.durable {
 		a.log = a.log.With("durable", o.durable)
 	}
@@ -106,6 +136,27 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		return nil, err
 	}
 	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+
+	// Announce only now that the consumer exists: an engine that counts
+	// on this agent's answer to an add can be sure the agent will see it.
+	// A replay agent stays quiet until it has synced (markSynced).
+	ann, err := startAnnouncer(ctx, a.nc, subj, events.Announcement{
+		AgentID:    a.id,
+		CalloutKey: key,
+		Mode:       o.mode.String(),
+		Durable:    o.durable,
+		PostCommit: o.postCommit,
+		Status:     events.AgentAlive,
+	}, a.snap.active, a.log)
+	if err != nil {
+		a.cancel()
+		a.src.stop()
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		a.src.release(rctx, nil)
+		return nil, err
+	}
+	a.ann = ann
 	if !a.snap.active {
 		a.markSynced()
 	}
@@ -113,26 +164,26 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 	return a, nil
 }
 
+// ID is the agent's id, as announced to engines.
+func (a *Agent) ID() string { return a.id }
+
 // open creates the consumer the mode asks for.
 func (a *Agent) open(ctx context.Context) error {
 	if a.durable {
-		c, cfg, resume, err := openDurable(ctx, a.stream, a.o.durable, a.subject, a.key)
-		if err != nil {
-			return err
-		}
-		it, err := c.Messages(messagesOpts...)
-		if err != nil {
-			return fmt.Errorf("callout: read durable consumer %q: %w", a.o.durable, err)
-		}
-		a.src = &durable{
+		d := &durable{
 			stream: a.stream,
-			cfg:    cfg,
-			it:     it,
-			resume: func() uint64 { return max(resume, a.lastSeq+1) },
-			conn:   a.js.Conn(),
+			cfg:    durableConfig(a.o.durable, a.subject, a.key),
+			conn:   a.nc,
+			log:    a.log,
 			pause:  a.pause,
 			bo:     a.o.newBackoff(),
 		}
+		resume, err := d.start(ctx)
+		if err != nil {
+			return err
+		}
+		d.resume = func() uint64 { return max(resume, a.lastSeq+1) }
+		a.src = d
 		a.log.Info("registered", "subject", a.subject, "resumeAt", resume)
 		return nil
 	}
@@ -188,28 +239,36 @@ func (a *Agent) Stats() Stats {
 	return Stats{
 		Adds:          a.n.adds.Load(),
 		Deletes:       a.n.deletes.Load(),
+		Refused:       a.n.refused.Load(),
+		PostCommits:   a.n.postCommits.Load(),
+		Transactions:  a.n.transactions.Load(),
 		Skipped:       a.n.skipped.Load(),
 		Duplicates:    a.n.duplicates.Load(),
 		Tombstones:    a.n.tombstones.Load(),
 		HandlerErrors: a.n.handlerErrors.Load(),
-		Retries:       a.n.retries.Load(),
 		Held:          a.filters.len(),
+		HeldTxParts:   int(a.n.heldTxParts.Load()),
 	}
 }
 
-// Close stops reading, cancels the handler's ctx, waits for the handler in
-// flight to return and releases the consumer. It is idempotent and safe
-// from any goroutine but the handler's own. Filters stay held: Lookup keeps
-// answering.
+// Close says bye to the engines (so they stop counting on this agent at
+// once), stops reading, cancels the handler's ctx, waits for the handler
+// in flight to return and releases the consumer. Close stops between two
+// notifications: a transaction it cuts short is not acknowledged, so a
+// durable agent's next run gets it whole again; an AddFilter that fails
+// while Close cancels it counts as interrupted, not refused, and no result
+// is sent for it. It is idempotent and safe from any goroutine but the
+// handler's own. Filters stay held: Lookup keeps answering.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		a.ann.stop(ctx)
 		close(a.closing)
 		a.cancel()
 		a.src.stop()
 		<-a.done
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		a.src.release(ctx, a.unfinished)
+		a.src.release(ctx, a.lastAcked)
 	})
 	<-a.done
 	return nil
@@ -230,7 +289,14 @@ func (a *Agent) Err() error {
 	}
 }
 
-func (a *Agent) markSynced() { a.syncOnce.Do(func() { close(a.synced) }) }
+func (a *Agent) markSynced() {
+	a.syncOnce.Do(func() {
+		close(a.synced)
+		if a.ann != nil {
+			a.ann.activate()
+		}
+	})
+}
 
 func (a *Agent) isClosing() bool {
 	select {
@@ -267,20 +333,33 @@ func (a *Agent) run() {
 	defer close(a.done)
 	b := a.o.newBackoff()
 	for {
-		msg, err := a.src.next()
+		var wait time.Duration
+		if a.tx != nil {
+			wait = a.holdTimeout
+		}
+		msg, err := a.src.next(wait)
 		if err == nil {
 			b.reset()
 			a.dispatch(msg)
 			continue
 		}
+		if errors.Is(err, errHoldTimeout) {
+			a.flushHeld(fmt.Sprintf("the rest did not arrive within %v", wait))
+			continue
+		}
 		if errors.Is(err, errStopped) || a.isClosing() {
 			return
 		}
-		if errors.Is(err, natsjs.ErrMsgIteratorClosed) || a.js.Conn().IsClosed() {
+		if errors.Is(err, natsjs.ErrMsgIteratorClosed) || a.nc.IsClosed() {
 			a.err = fmt.Errorf("callout: agent for %s stopped: %w", a.key, err)
 			a.log.Error("agent stopped", "err", err)
 			a.cancel()
 			a.src.stop()
+			// No longer serving: leave the engines' lists (if the
+			// connection still lets us say so).
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			a.ann.stop(ctx)
+			cancel()
 			return
 		}
 		if !a.pause(err, b) {

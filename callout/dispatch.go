@@ -2,6 +2,7 @@ package callout
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -22,37 +23,100 @@ type snapshot struct {
 	until uint64
 }
 
-// dispatch handles one message: decides whether it belongs to the
-// snapshot, hands it to the handler and acks it (durable).
+// dispatch takes one message from the consumer: it decides whether it
+// belongs to the snapshot or to a transaction, and delivers it, or holds
+// it until its transaction is complete.
 func (a *Agent) dispatch(msg natsjs.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		a.skip(msg, 0, "message without JetStream metadata", err)
-		a.ack(msg)
 		return
 	}
 	seq := meta.Sequence.Stream
 	if a.durable && seq <= a.lastSeq {
-		// A redelivery of a message handled already (ack lost or late).
+		// A redelivery of a message handled and acked already (ack lost or
+		// late). Acking it again acks nothing new.
 		a.n.duplicates.Add(1)
 		a.ack(msg)
 		return
 	}
-	initial := a.inSnapshot(meta)
-
-	stop := a.keepAlive(msg)
-	done := a.process(msg, seq, initial)
-	stop()
-
-	if a.durable {
-		if !done {
-			a.unfinished = msg // Close naks it (see durable.release)
-			return
+	it := item{msg: msg, seq: seq, initial: a.inSnapshot(meta)}
+	if it.initial {
+		// The snapshot is committed state, the last message of each
+		// filter: a transaction's other parts may have been superseded
+		// since, so there is nothing to wait for.
+		if id, _, _, ok := a.txHeaders(msg, seq, false); ok {
+			a.snapTx = id
 		}
-		a.ack(msg)
-		a.lastSeq = seq
+		a.deliver([]item{it}, false)
+		return
 	}
-	a.advanceSnapshot(seq)
+	id, i, n, ok := a.txHeaders(msg, seq, true)
+	if !ok || id == a.brokenTx {
+		if a.tx != nil {
+			// One server writes a transaction in one piece, so this should
+			// not happen; never wait for good on it.
+			if !a.flushHeld("a message outside it arrived first") {
+				return
+			}
+		}
+		a.deliver([]item{it}, false)
+		return
+	}
+	a.hold(it, id, i, n)
+}
+
+// deliver hands a unit to the handler: one message, or every part of a
+// transaction (tx), in log order, with post-commit notifications after a
+// transaction's for agents that asked. A durable agent acks the unit's
+// last message once the handler is done with all of it (the consumer acks
+// all before it), so a unit cut short comes again whole. It reports false
+// when Close interrupted the unit.
+func (a *Agent) deliver(items []item, tx bool) bool {
+	msgs := make([]natsjs.Msg, len(items))
+	for i, it := range items {
+		msgs[i] = it.msg
+	}
+	stop := a.keepAlive(msgs)
+	var added []uint64
+	done := true
+	for _, it := range items {
+		if a.isClosing() {
+			done = false
+			break
+		}
+		ok, id := a.process(it)
+		if !ok {
+			done = false
+			break
+		}
+		if id != 0 {
+			added = append(added, id)
+		}
+	}
+	if done && tx && a.o.postCommit {
+		a.postCommit(added)
+	}
+	stop()
+	if !done {
+		a.log.Info("closed in the middle of a delivery; it is not acknowledged",
+			"firstSeq", items[0].seq, "lastSeq", items[len(items)-1].seq)
+		return false
+	}
+	last := items[len(items)-1]
+	if a.durable {
+		a.ack(last.msg)
+		a.lastSeq, a.lastAcked = last.seq, last.msg
+	}
+	if tx {
+		a.n.transactions.Add(1)
+	}
+	for _, it := range items {
+		if it.initial {
+			a.advanceSnapshot(it.seq)
+		}
+	}
+	return true
 }
 
 func (a *Agent) inSnapshot(meta *natsjs.MsgMetadata) bool {
@@ -80,6 +144,10 @@ func (a *Agent) advanceSnapshot(seq uint64) {
 		s.active = s.left > 0
 	}
 	if !s.active {
+		// A transaction being stored when the snapshot was taken may have
+		// its first parts in the snapshot and the rest live: deliver those
+		// as they come rather than wait for parts already delivered.
+		a.brokenTx = a.snapTx
 		a.log.Info("synced")
 		a.markSynced()
 	}
@@ -98,34 +166,39 @@ func (a *Agent) lastOnSubject(seq uint64) uint64 {
 	return max(m.Sequence, seq)
 }
 
-// process decodes the event and calls the handler. It reports false only
-// when Close interrupted an AddFilter that had not succeeded.
-func (a *Agent) process(msg natsjs.Msg, seq uint64, initial bool) bool {
+// process decodes the event and calls the handler. ok is false only when
+// Close interrupted an AddFilter; added is the filter id when the event
+// is an add of a filter the agent now holds.
+func (a *Agent) process(it item) (ok bool, added uint64) {
+	msg, seq := it.msg, it.seq
 	ev, err := events.Decode(msg.Data())
 	switch {
 	case err != nil:
 		a.skip(msg, seq, "undecodable payload", err)
-		return true
+		return true, 0
 	case !ev.Known():
 		a.skip(msg, seq, "unknown event type or schema", nil, "type", ev.Type, "schema", ev.Schema)
-		return true
+		return true, 0
 	case ev.Type != events.FilterAdded && ev.Type != events.FilterDeleted:
 		a.skip(msg, seq, "not a filter event", nil, "type", ev.Type)
-		return true
+		return true, 0
 	case ev.Filter.CalloutKey != a.key:
 		a.skip(msg, seq, "filter names another callout", nil, "filterCallout", ev.Filter.CalloutKey)
-		return true
+		return true, 0
 	}
 	if ev.Type == events.FilterAdded {
-		return a.add(msg, seq, ev.Filter, initial)
+		return a.add(msg, seq, ev.Filter, it.initial)
 	}
-	a.remove(seq, ev.Filter, initial)
-	return true
+	a.remove(seq, ev.Filter, ev.Reason, it.initial)
+	return true, 0
 }
 
-// add calls AddFilter until it succeeds or the agent closes. The stream
-// sequence of the add is the filter id, whatever the payload says.
-func (a *Agent) add(msg natsjs.Msg, seq uint64, ef *events.Filter, initial bool) bool {
+// add calls AddFilter once. The stream sequence of the add is the filter
+// id, whatever the payload says. Success: the agent holds the filter. An
+// error: the callout refuses it (R7), the agent does not hold it and, for
+// a live add, the engine is told and takes it back. Either way a live add
+// is answered with a NotifyResult.
+func (a *Agent) add(msg natsjs.Msg, seq uint64, ef *events.Filter, initial bool) (bool, uint64) {
 	if ef.ID != seq {
 		if ef.ID != 0 {
 			a.log.Warn("filter id in payload differs from stream sequence; using the sequence",
@@ -135,35 +208,75 @@ func (a *Agent) add(msg natsjs.Msg, seq uint64, ef *events.Filter, initial bool)
 	}
 	if _, held := a.filters.get(seq); held {
 		a.n.duplicates.Add(1)
-		return true
+		return true, seq
 	}
-	b := a.o.newBackoff()
-	for {
-		// A fresh Filter per attempt: a failed attempt's Context is not ours
-		// to keep.
-		f := &Filter{Filter: *ef.Clone(), Initial: initial}
-		err := a.call(AddFilter, f)
-		if err == nil {
-			a.filters.put(f)
-			a.n.adds.Add(1)
-			return true
-		}
+	f := &Filter{Filter: *ef.Clone(), Initial: initial}
+	err := a.call(AddFilter, f)
+	if err != nil && a.isClosing() {
+		// Most likely the handler gave up because Close cancelled its ctx:
+		// that is no answer about the filter. A durable agent's next run
+		// gets the message again.
+		a.log.Info("closed before AddFilter finished", "filterKey", f.Key, "filterId", f.ID, "err", err)
+		return false, 0
+	}
+	if !initial {
+		a.publishResult(f, err)
+	}
+	if err != nil {
+		// f, and the Context the call may have set, are dropped.
 		a.n.handlerErrors.Add(1)
-		d := b.wait()
-		a.log.Warn("AddFilter failed; retrying", "filterKey", f.Key, "filterId", f.ID, "seq", seq, "err", err, "in", d)
-		if !a.sleep(d) {
-			a.log.Info("closed before AddFilter succeeded", "filterKey", f.Key, "filterId", f.ID)
-			return false
+		a.n.refused.Add(1)
+		a.log.Warn("AddFilter failed: the filter is refused and not held", "filterKey", f.Key, "filterId", f.ID,
+			"seq", seq, "initial", initial, "err", err)
+		return true, 0
+	}
+	a.filters.put(f)
+	a.n.adds.Add(1)
+	return true, seq
+}
+
+// publishResult answers a live AddFilter to the engines (R7).
+func (a *Agent) publishResult(f *Filter, herr error) {
+	r := events.NotifyResult{AgentID: a.id, CalloutKey: a.key, FilterKey: f.Key, FilterID: f.ID}
+	if herr != nil {
+		r.Error = herr.Error()
+	}
+	data, err := json.Marshal(r)
+	if err == nil {
+		err = a.nc.Publish(a.subj.Result(a.key), data)
+	}
+	if err != nil {
+		a.log.Warn("could not send the AddFilter result to the engine", "filterKey", f.Key, "filterId", f.ID, "err", err)
+	}
+}
+
+// postCommit tells the handler, after a transaction's notifications, of
+// each filter the transaction added that the agent holds now: refused
+// ones and ones the transaction deleted again are not held.
+func (a *Agent) postCommit(ids []uint64) {
+	for _, id := range ids {
+		if a.isClosing() {
+			return
 		}
-		a.n.retries.Add(1)
+		held, ok := a.filters.get(id)
+		if !ok {
+			continue
+		}
+		f := &Filter{Filter: *held.Filter.Clone(), Context: held.Context}
+		a.n.postCommits.Add(1)
+		if err := a.call(AddFilterPostCommit, f); err != nil {
+			a.n.handlerErrors.Add(1)
+			a.log.Warn("AddFilterPostCommit failed", "filterKey", f.Key, "filterId", f.ID, "err", err)
+		}
 	}
 }
 
 // remove hands the filter's Context back with DeleteFilter, once. In the
 // replay snapshot a delete of a filter never held is a tombstone of a
 // filter deleted before we looked: nothing to tell. Live, it is a filter
-// added before we registered, told with a nil Context (R4).
-func (a *Agent) remove(seq uint64, ef *events.Filter, initial bool) {
+// added before we registered, or one we refused, told with a nil Context
+// (R4).
+func (a *Agent) remove(seq uint64, ef *events.Filter, reason string, initial bool) {
 	var held *Filter
 	var ok bool
 	if ef.ID != 0 {
@@ -175,7 +288,7 @@ func (a *Agent) remove(seq uint64, ef *events.Filter, initial bool) {
 		a.n.tombstones.Add(1)
 		return
 	}
-	f := &Filter{Filter: *ef.Clone(), Initial: initial}
+	f := &Filter{Filter: *ef.Clone(), Initial: initial, Reason: reason}
 	if ok {
 		f.Context = held.Context
 		f.ID = held.ID
@@ -208,6 +321,8 @@ func (a *Agent) skip(msg natsjs.Msg, seq uint64, why string, err error, attrs ..
 	a.log.Warn("skipping event: "+why, attrs...)
 }
 
+// ack acknowledges msg and, the durable consumer's ack policy being
+// AckAll, every message before it.
 func (a *Agent) ack(msg natsjs.Msg) {
 	if !a.durable {
 		return
@@ -217,9 +332,10 @@ func (a *Agent) ack(msg natsjs.Msg) {
 	}
 }
 
-// keepAlive tells the server, while the handler runs long, that the
-// message is still being worked on, so it is not redelivered meanwhile.
-func (a *Agent) keepAlive(msg natsjs.Msg) (stop func()) {
+// keepAlive tells the server, while the handler works through a unit,
+// that its messages are still being worked on, so none is redelivered
+// meanwhile.
+func (a *Agent) keepAlive(msgs []natsjs.Msg) (stop func()) {
 	if !a.durable {
 		return func() {}
 	}
@@ -231,8 +347,10 @@ func (a *Agent) keepAlive(msg natsjs.Msg) (stop func()) {
 		for {
 			select {
 			case <-t.C:
-				if err := msg.InProgress(); err != nil {
-					a.log.Debug("in-progress ack failed", "err", err)
+				for _, m := range msgs {
+					if err := m.InProgress(); err != nil {
+						a.log.Debug("in-progress ack failed", "err", err)
+					}
 				}
 			case <-quit:
 				return

@@ -27,4 +27,13 @@
 // Replay first delivers every current filter once with Initial set, closes
 // Synced, then goes on live with no gap and no duplicate (R3). A durable
 // live agent (WithDurable) resumes where it stopped after a restart.
+//
+// An agent announces itself to the engines (id, callout, mode, whether it
+// wants post-commit) while it runs and says bye when it closes. A handler
+// error on a live AddFilter refuses the filter (R7): the agent answers the
+// engine with the error text, and the engine takes the filter back. The
+// filters of a transaction reach the handler all together, never in part,
+// also across a durable agent's restart; an agent registered
+// WithPostCommit then gets AddFilterPostCommit for each of them it holds
+// (R8).
 package callout

@@ -93,7 +93,7 @@ func (e *env) publishRaw(subject string, data []byte, h nats.Header, opts ...nat
 // register starts an agent and closes it when the test ends.
 func (e *env) register(key string, h callout.Handler, opts ...callout.Option) *callout.Agent {
 	e.t.Helper()
-	opts = append([]callout.Option{callout.WithLogger(quietLogger()), callout.WithRetryBackoff(time.Millisecond, 10*time.Millisecond)}, opts...)
+	opts = append([]callout.Option{callout.WithLogger(quietLogger())}, opts...)
 	a, err := callout.Register(context.Background(), e.js, key, h, opts...)
 	if err != nil {
 		e.t.Fatalf("Register: %v", err)
@@ -111,6 +111,7 @@ type note struct {
 	id      uint64
 	initial bool
 	ctx     any
+	reason  string
 }
 
 func (n note) String() string {
@@ -138,7 +139,7 @@ func (r *recorder) Notify(ctx context.Context, t callout.NotifyType, f *callout.
 	if t == callout.AddFilter {
 		f.Context = &filterState{id: f.ID}
 	}
-	r.notes <- note{t: t, key: f.Key, id: f.ID, initial: f.Initial, ctx: f.Context}
+	r.notes <- note{t: t, key: f.Key, id: f.ID, initial: f.Initial, ctx: f.Context, reason: f.Reason}
 	return nil
 }
 
@@ -220,5 +221,112 @@ func waitStats(t *testing.T, a *callout.Agent, ok func(callout.Stats) bool) {
 		case <-deadline:
 			t.Fatalf("stats %+v: not as expected within %v", a.Stats(), wait)
 		}
+	}
+}
+
+// txOp is one operation of a test transaction: the add of a filter named
+// name under callout ck, or the delete of the filter added by operation
+// delOf-1 of the same transaction.
+type txOp struct {
+	ck, name string
+	delOf    int
+}
+
+func addOp(ck, name string) txOp { return txOp{ck: ck, name: name} }
+
+// delOfOp deletes the filter that operation i (0-based) of the same
+// transaction adds.
+func delOfOp(i int) txOp { return txOp{delOf: i + 1} }
+
+// txBatch is a transaction ready to write: its messages, stamped as the
+// engine stamps them, and per message the filter it adds or deletes.
+type txBatch struct {
+	id      string
+	msgs    []*nats.Msg
+	filters []*events.Filter
+}
+
+// prepareTx builds a transaction's messages, with the ids the adds get if
+// the transaction is the next thing written. Each filter message carries
+// the transaction id and its place i/n among the transaction's messages
+// on its callout's subjects (events.HeaderTxPart counts per callout).
+func (e *env) prepareTx(ops ...txOp) *txBatch {
+	e.t.Helper()
+	info, err := e.stream.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b := &txBatch{id: uuid.NewString()}
+	total := map[string]int{}
+	for _, op := range ops {
+		ck := op.ck
+		if op.delOf > 0 {
+			ck = ops[op.delOf-1].ck
+		}
+		total[ck]++
+	}
+	seen := map[string]int{}
+	for i, op := range ops {
+		var ev *events.Event
+		if op.delOf > 0 {
+			ev = events.NewFilterEvent(events.FilterDeleted, b.filters[op.delOf-1].Clone())
+		} else {
+			ev = events.NewFilterEvent(events.FilterAdded, &events.Filter{
+				Key: newKey(), ID: info.State.LastSeq + 1 + uint64(i), Name: op.name, Layer: "ALE_AUTH_CONNECT_V4",
+				Action: events.ActionCalloutInspection, CalloutKey: op.ck,
+			})
+		}
+		m, err := e.subj.Message(ev)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		h := nats.Header(m.Header)
+		ck := ev.Filter.CalloutKey
+		seen[ck]++
+		h.Set(events.HeaderTxID, b.id)
+		h.Set(events.HeaderTxPart, events.TxPart(seen[ck], total[ck]))
+		b.msgs = append(b.msgs, &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h})
+		b.filters = append(b.filters, ev.Filter)
+	}
+	return b
+}
+
+// commitTx writes the whole transaction as one fenced atomic batch, as
+// the engine does.
+func (e *env) commitTx(b *txBatch) {
+	e.t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	first := b.filters[0].ID
+	if _, err := jetstream.PublishFenced(context.Background(), e.js, first-1, b.msgs); err != nil {
+		e.t.Fatalf("commit transaction: %v", err)
+	}
+}
+
+// publishPart writes message i of the transaction on its own, as a plain
+// publish, so a test can look at the agent between parts. An add's id is
+// the sequence it really gets.
+func (e *env) publishPart(b *txBatch, i int) {
+	e.t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	seq := e.publishRaw(b.msgs[i].Subject, b.msgs[i].Data, b.msgs[i].Header)
+	if ev, _ := events.Decode(b.msgs[i].Data); ev != nil && ev.Type == events.FilterAdded {
+		b.filters[i].ID = seq
+	}
+}
+
+func pcNote(f *events.Filter) note {
+	return note{t: callout.AddFilterPostCommit, key: f.Key, id: f.ID}
+}
+
+// expectNone checks that no notification has been recorded (yet): call it
+// when the agent is known to have taken in what it might act on.
+func (r *recorder) expectNone(t *testing.T) {
+	t.Helper()
+	select {
+	case n := <-r.notes:
+		t.Fatalf("unexpected notification %v", n)
+	default:
 	}
 }

@@ -3,39 +3,53 @@ package callout_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/wfpnats/wfp/callout"
+	"github.com/wfpnats/wfp/events"
 )
 
-// R7 as the SDK sees it: an AddFilter error means "not added", so the
-// agent retries (backoff) until the handler takes the filter; a panic is
-// an error like any other. Later events wait their turn.
-func TestAddFilterRetriedUntilSuccess(t *testing.T) {
+// R7 as the SDK sees it: an AddFilter error (or panic) means the callout
+// refuses the filter. It is not held and not retried; later events go on.
+func TestR7_RefusedAddIsNotHeldNorRetried(t *testing.T) {
 	e := newEnv(t)
 	ck := newKey()
 	rec := newRecorder()
-	var attempts atomic.Int64
-	rec.before = func(_ context.Context, nt callout.NotifyType, _ *callout.Filter) error {
+	var calls sync.Map // filter name -> *atomic.Int64
+	rec.before = func(_ context.Context, nt callout.NotifyType, f *callout.Filter) error {
 		if nt != callout.AddFilter {
 			return nil
 		}
-		switch attempts.Add(1) {
-		case 1:
+		n, _ := calls.LoadOrStore(f.Name, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		switch f.Name {
+		case "refused":
+			f.Context = "state of a refused filter"
 			return errors.New("out of memory")
-		case 2:
+		case "panics":
 			panic("driver bug")
-		case 3:
-			return errors.New("still busy")
 		}
 		return nil
 	}
 	a := e.register(ck, rec)
-	f, g := e.add(ck, "f"), e.add(ck, "g")
-	rec.expect(t, addNote(f, false), addNote(g, false))
-	waitStats(t, a, func(s callout.Stats) bool { return s.HandlerErrors == 3 && s.Retries == 3 && s.Adds == 2 })
+	bad, boom, good := e.add(ck, "refused"), e.add(ck, "panics"), e.add(ck, "good")
+	rec.expect(t, addNote(good, false)) // the refused ones leave no note
+	waitStats(t, a, func(s callout.Stats) bool {
+		return s.Adds == 1 && s.Refused == 2 && s.HandlerErrors == 2 && s.Held == 1
+	})
+	for _, f := range []*events.Filter{bad, boom} {
+		if _, ok := a.Lookup(f.ID); ok {
+			t.Errorf("refused filter %q is held", f.Name)
+		}
+	}
+	for _, name := range []string{"refused", "panics", "good"} {
+		n, _ := calls.Load(name)
+		if got := n.(*atomic.Int64).Load(); got != 1 {
+			t.Errorf("AddFilter of %q called %d times, want 1 (no retry)", name, got)
+		}
+	}
 	if isClosed(a.Done()) {
 		t.Fatal("a panicking handler stopped the agent")
 	}
@@ -68,7 +82,7 @@ func TestDeleteFilterErrorStillDeletes(t *testing.T) {
 	if _, ok := a.Lookup(g.ID); ok {
 		t.Fatal("filter whose DeleteFilter panicked is still held")
 	}
-	waitStats(t, a, func(s callout.Stats) bool { return s.Deletes == 2 && s.HandlerErrors == 2 && s.Retries == 0 })
+	waitStats(t, a, func(s callout.Stats) bool { return s.Deletes == 2 && s.HandlerErrors == 2 && s.Refused == 0 })
 }
 
 func TestRegisterValidation(t *testing.T) {
@@ -83,7 +97,9 @@ func TestRegisterValidation(t *testing.T) {
 	}{
 		{"bad key", "not-a-uuid", newRecorder(), nil, callout.ErrInvalidCalloutKey},
 		{"nil handler", newKey(), nil, nil, callout.ErrNilHandler},
-		{"bad backoff", newKey(), newRecorder(), []callout.Option{callout.WithRetryBackoff(time.Second, time.Millisecond)}, callout.ErrInvalidOption},
+		{"empty agent id", newKey(), newRecorder(), []callout.Option{callout.WithAgentID("")}, callout.ErrInvalidOption},
+		{"agent id with a dot", newKey(), newRecorder(), []callout.Option{callout.WithAgentID("a.b")}, callout.ErrInvalidOption},
+		{"agent id with a wildcard", newKey(), newRecorder(), []callout.Option{callout.WithAgentID("a*")}, callout.ErrInvalidOption},
 		{"empty durable", newKey(), newRecorder(), []callout.Option{callout.WithDurable("")}, callout.ErrInvalidOption},
 		{"nil logger", newKey(), newRecorder(), []callout.Option{callout.WithLogger(nil)}, callout.ErrInvalidOption},
 		{"bad mode", newKey(), newRecorder(), []callout.Option{callout.WithMode(callout.Mode(9))}, callout.ErrInvalidOption},

@@ -11,3 +11,11 @@ import (
 func init() {
 	messagesOpts = []natsjs.PullMessagesOpt{natsjs.PullExpiry(2 * time.Second), natsjs.PullHeartbeat(500 * time.Millisecond)}
 }
+
+// SetTxHoldTimeout changes how long agents registered from now on hold an
+// incomplete transaction; the returned func restores it.
+func SetTxHoldTimeout(d time.Duration) (restore func()) {
+	old := txHoldTimeout
+	txHoldTimeout = d
+	return func() { txHoldTimeout = old }
+}

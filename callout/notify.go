@@ -15,8 +15,11 @@ type NotifyType int
 const (
 	AddFilter    NotifyType = iota // FWPS_CALLOUT_NOTIFY_ADD_FILTER
 	DeleteFilter                   // FWPS_CALLOUT_NOTIFY_DELETE_FILTER
-	// AddFilterPostCommit is reserved for callouts that ask to be told after
-	// a transaction commits; the SDK does not send it yet.
+	// AddFilterPostCommit (FWPS_CALLOUT_NOTIFY_ADD_FILTER_POST_COMMIT) is
+	// sent only to agents registered WithPostCommit, after every
+	// notification of a transaction has been delivered, once for each
+	// filter the transaction added that the agent holds, in log order. Plain
+	// adds outside a transaction get none.
 	AddFilterPostCommit
 )
 
@@ -42,22 +45,36 @@ type Filter struct {
 	// shown to the classify path through Agent.Lookup, and handed back once
 	// at DeleteFilter. The agent keeps the very *Filter given to a
 	// successful AddFilter and readers share it, so the handler must not
-	// change it after returning; mutable state goes inside Context. It is nil at DeleteFilter for a filter this agent
-	// never saw added (R4).
+	// change it after returning; mutable state goes inside Context. It is
+	// nil at DeleteFilter for a filter this agent never saw added (R4), or
+	// refused. At AddFilterPostCommit it is the Context AddFilter left, on a
+	// copy of the held filter: changes to that copy are not kept.
 	Context any
 
 	// Initial is true for notifications read from the replay snapshot,
 	// before Synced is closed.
 	Initial bool
+
+	// Reason, at DeleteFilter, says why the engine deleted the filter when
+	// nobody asked it to, e.g. "rejected by agent X: ..." for an add a
+	// callout agent refused (R7); empty for an ordinary delete.
+	Reason string
 }
 
 // Handler is a callout's notifyFn. Calls are sequential, in log order, on
 // one goroutine; ctx is cancelled when the agent closes.
 //
-// An error on AddFilter means the filter was not taken: the agent retries
-// with backoff until the handler succeeds or the agent closes, and keeps no
-// Context from the failed attempts. An error on DeleteFilter is logged and
-// counted; the filter is gone anyway. A panic counts as an error.
+// An error on AddFilter means the callout refuses the filter (R7): the
+// agent does not hold it, drops the Context the call set, logs and counts
+// the error and, for a live add, tells the engine (events.NotifyResult),
+// which takes the filter back, so the agent then sees it deleted (with
+// Filter.Reason set). It is not retried. An error on DeleteFilter or
+// AddFilterPostCommit is logged and counted; nothing else follows from it.
+// A panic counts as an error, its text as the error text.
+//
+// The filters of a transaction (R8) are delivered together: the agent
+// holds a transaction's messages until it has them all, then calls the
+// handler for each in log order, with nothing else in between.
 type Handler interface {
 	Notify(ctx context.Context, t NotifyType, f *Filter) error
 }

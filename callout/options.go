@@ -3,6 +3,7 @@ package callout
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/wfpnats/wfp/jetstream"
@@ -14,6 +15,8 @@ type Option func(*options) error
 type options struct {
 	mode       Mode
 	durable    string
+	agentID    string
+	postCommit bool
 	stream     jetstream.StreamConfig
 	log        *slog.Logger
 	backoffMin time.Duration
@@ -22,8 +25,9 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		mode:       Live,
-		log:        slog.Default(),
+		mode: Live,
+		log:  slog.Default(),
+		// Between attempts to get a lost consumer back.
 		backoffMin: 100 * time.Millisecond,
 		backoffMax: 5 * time.Second,
 	}
@@ -43,13 +47,39 @@ func WithMode(m Mode) Option {
 // WithDurable makes a live agent read through a durable consumer of that
 // name, so a restarted agent resumes where it stopped instead of at "now".
 // Replay rebuilds from the log every time and has nothing to resume, so the
-// combination is refused.
+// combination is refused. One durable name serves one running agent: a
+// second agent registering under the same name takes the consumer over.
 func WithDurable(name string) Option {
 	return func(o *options) error {
 		if name == "" {
 			return fmt.Errorf("%w: empty durable name", ErrInvalidOption)
 		}
 		o.durable = name
+		return nil
+	}
+}
+
+// WithAgentID names the agent in its announcements and notify results
+// (events.Announcement, events.NotifyResult); engines list agents by it.
+// It must be usable as one NATS subject token: non-empty, without dots,
+// wildcards or spaces. Default: a new UUID per Register.
+func WithAgentID(id string) Option {
+	return func(o *options) error {
+		if id == "" || strings.ContainsAny(id, ".*> \t\r\n") {
+			return fmt.Errorf("%w: agent id %q: want one subject token (no dots, wildcards or spaces)", ErrInvalidOption, id)
+		}
+		o.agentID = id
+		return nil
+	}
+}
+
+// WithPostCommit asks for AddFilterPostCommit (R8): once every notification
+// of a transaction has been delivered, the handler is called again with
+// AddFilterPostCommit for each filter the transaction added that the agent
+// holds. The agent says so in its announcements.
+func WithPostCommit() Option {
+	return func(o *options) error {
+		o.postCommit = true
 		return nil
 	}
 }
@@ -70,18 +100,6 @@ func WithLogger(l *slog.Logger) Option {
 			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
 		}
 		o.log = l
-		return nil
-	}
-}
-
-// WithRetryBackoff bounds the wait between retries of a failed AddFilter
-// (and of a lost consumer): it starts at min and doubles up to max.
-func WithRetryBackoff(min, max time.Duration) Option {
-	return func(o *options) error {
-		if min <= 0 || max < min {
-			return fmt.Errorf("%w: retry backoff min %v max %v", ErrInvalidOption, min, max)
-		}
-		o.backoffMin, o.backoffMax = min, max
 		return nil
 	}
 }

@@ -122,37 +122,47 @@ func TestR6_ContextVisibleToConcurrentLookupsAndHandedBackOnce(t *testing.T) {
 	waitStats(t, a, func(s callout.Stats) bool { return s.Held == 0 && s.Adds == n && s.Deletes == n })
 }
 
-// R6: a context set by a failed AddFilter attempt is not kept; only the
-// successful attempt's context is shown and handed back.
-func TestR6_FailedAttemptContextIsNotKept(t *testing.T) {
+// R6 with R7: the context a refused AddFilter set is not kept. The
+// engine takes the filter back; its DeleteFilter carries no Context and
+// says why.
+func TestR6_RefusedAddContextIsNotKept(t *testing.T) {
 	e := newEnv(t)
 	ck := newKey()
-	attempt := 0
 	rec := newRecorder()
 	rec.before = func(_ context.Context, nt callout.NotifyType, f *callout.Filter) error {
-		if nt == callout.AddFilter {
-			if f.Context != nil {
-				t.Errorf("attempt %d starts with Context %v", attempt, f.Context)
-			}
-			attempt++
-			if attempt == 1 {
-				f.Context = "leaked"
-				return context.DeadlineExceeded
-			}
+		if nt == callout.AddFilter && f.Name == "refused" {
+			f.Context = "leaked"
+			return context.DeadlineExceeded
 		}
 		return nil
 	}
 	a := e.register(ck, rec)
-	f := e.add(ck, "f")
-	rec.expect(t, addNote(f, false))
+	f := e.add(ck, "refused")
+	const reason = "rejected by agent x: context deadline exceeded"
+	ev := events.NewFilterEvent(events.FilterDeleted, f.Clone())
+	ev.Reason = reason
+	e.publish(ev)
+	g := e.add(ck, "taken")
+
+	n := rec.next(t)
+	if n.t != callout.DeleteFilter || n.id != f.ID || n.ctx != nil {
+		t.Fatalf("got %v, want the delete of the refused filter with no Context", n)
+	}
+	if n.reason != reason {
+		t.Fatalf("delete Reason %q, want %q", n.reason, reason)
+	}
+	rec.expect(t, addNote(g, false))
 	var got *callout.Filter
-	testkit.Eventually(t, "filter held", func() bool {
+	testkit.Eventually(t, "accepted filter held", func() bool { // just after the handler returns
 		var ok bool
-		got, ok = a.Lookup(f.ID)
+		got, ok = a.Lookup(g.ID)
 		return ok
 	})
+	if _, ok := a.Lookup(f.ID); ok {
+		t.Fatal("refused filter held")
+	}
 	if _, ok := got.Context.(*filterState); !ok {
-		t.Fatalf("Context %v, want the successful attempt's", got.Context)
+		t.Fatalf("Context %v, want the handler's state", got.Context)
 	}
 }
 

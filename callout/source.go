@@ -4,25 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/wfpnats/wfp/jetstream"
 )
 
 // source yields the messages of the callout's filter subject, in order, to
-// the agent's single notify goroutine. next blocks; it returns errStopped
-// once stop was called and a terminal error when it cannot go on. release
-// runs once the notify goroutine has ended, with the message whose
-// handling Close interrupted, if any.
+// the agent's single notify goroutine. next blocks, for at most wait if
+// wait > 0 (then errHoldTimeout); it returns errStopped once stop was
+// called and a terminal error when it cannot go on. release runs once the
+// notify goroutine has ended, with the last message the agent acked.
 type source interface {
-	next() (natsjs.Msg, error)
+	next(wait time.Duration) (natsjs.Msg, error)
 	stop()
-	release(ctx context.Context, unfinished natsjs.Msg)
+	release(ctx context.Context, lastAcked natsjs.Msg)
 }
 
-var errStopped = errors.New("callout: source stopped")
+var (
+	errStopped     = errors.New("callout: source stopped")
+	errHoldTimeout = errors.New("callout: no message within the hold timeout")
+)
 
 // messagesOpts tune the iterators; the library defaults (5 s heartbeat for
 // ordered consumers, so about 10 s to notice a lost consumer) suit
@@ -50,13 +55,16 @@ func newOrdered(s natsjs.Stream, c natsjs.Consumer) (*ordered, error) {
 	return &ordered{stream: s, c: c, it: it}, nil
 }
 
-func (o *ordered) next() (natsjs.Msg, error) {
-	msg, err := safeNext(o.it)
+func (o *ordered) next(wait time.Duration) (natsjs.Msg, error) {
+	msg, err := safeNext(o.it, wait)
 	if err == nil {
 		return msg, nil
 	}
 	if o.isStopped() {
 		return nil, errStopped
+	}
+	if wait > 0 && errors.Is(err, nats.ErrTimeout) {
+		return nil, errHoldTimeout
 	}
 	// The ordered iterator recreates its consumer itself on the errors it
 	// can recover from; what reaches us is mostly the iterator closing
@@ -85,89 +93,193 @@ func (o *ordered) release(ctx context.Context, _ natsjs.Msg) {
 	}
 }
 
-// durable reads through a durable pull consumer with explicit acks. If the
-// consumer is deleted under it, it recreates it at the first sequence not
-// yet handled, so the agent is never stuck and skips nothing.
+// durableMaxAckPending is how many messages a durable consumer hands out
+// before it waits for acks. The agent holds a transaction's parts unacked
+// until it has them all (a transaction is up to jetstream.MaxBatch = 1000
+// messages), and the pull iterator reads ahead, so it must be well above
+// one transaction, or the consumer would stop delivering in the middle of
+// one and the agent would wait for parts that never come.
+const durableMaxAckPending = 2 * jetstream.MaxBatch
+
+// durableConfig is the durable consumer the agent wants.
+//
+// AckAll, because the agent acknowledges units, not messages: the last
+// message of a single event or of a whole transaction, once the handler
+// is done with all of it. The ack floor then only ever stands at the end
+// of a unit, so whatever comes after it is a whole unit or more, and a
+// restarted agent re-reads a transaction it was in the middle of from its
+// first part.
+func durableConfig(name, subject, calloutKey string) natsjs.ConsumerConfig {
+	return natsjs.ConsumerConfig{
+		Durable:       name,
+		Description:   "wfp callout agent " + calloutKey,
+		DeliverPolicy: natsjs.DeliverNewPolicy,
+		AckPolicy:     natsjs.AckAllPolicy,
+		AckWait:       durableAckWait,
+		FilterSubject: subject,
+		MaxAckPending: durableMaxAckPending,
+	}
+}
+
+// durable reads through a durable pull consumer acknowledged per unit
+// (see durableConfig). With more than one message in flight the server
+// would redeliver a lost one only after the ack wait, behind newer ones
+// (an add after its delete, half a transaction after the other half), so
+// whenever messages may have been lost in flight, the agent does not wait
+// for that: it recreates the consumer at the first message it has not
+// handled. That is when it starts on a consumer with unacked messages
+// (a previous run killed or closed in the middle), when the consumer is
+// gone (deleted under it), and when the consumer's delivery sequence
+// skips (deliveries lost in a reconnect). So the agent is never stuck,
+// skips nothing and sees the log in order.
 type durable struct {
 	stream natsjs.Stream
 	cfg    natsjs.ConsumerConfig
 	conn   *nats.Conn
+	log    *slog.Logger
 	resume func() uint64 // first stream sequence not yet handled
 	// pause logs err and waits before the next attempt; false means the
 	// agent is closing.
 	pause func(err error, b *backoff) bool
 	bo    *backoff
 
+	// Owned by the notify goroutine.
+	dseq uint64 // consumer sequence of the last delivery received
+	lost bool   // deliveries were lost: recreate the consumer
+
 	mu      sync.Mutex
 	it      natsjs.MessagesContext
-	last    natsjs.MessagesContext // the iterator stop stopped
 	stopped bool
 }
 
-// openDurable resumes the named consumer, or creates it at "now" on first
-// use. It also returns the first stream sequence the consumer will deliver.
-func openDurable(ctx context.Context, s natsjs.Stream, name, subject, calloutKey string) (natsjs.Consumer, natsjs.ConsumerConfig, uint64, error) {
-	cfg := natsjs.ConsumerConfig{
-		Durable:       name,
-		Description:   "wfp callout agent " + calloutKey,
-		DeliverPolicy: natsjs.DeliverNewPolicy,
-		AckPolicy:     natsjs.AckExplicitPolicy,
-		AckWait:       durableAckWait,
-		FilterSubject: subject,
-		// One message in flight keeps log order across restarts: with more,
-		// a message delivered to a stopped agent and never acked would be
-		// redelivered after later ones, e.g. an add after its delete.
-		MaxAckPending: 1,
+// start opens the consumer at registration and returns the first stream
+// sequence it will deliver.
+func (d *durable) start(ctx context.Context) (uint64, error) {
+	c, first, err := d.openConsumer(ctx, 0, false)
+	if err != nil {
+		return 0, err
 	}
+	it, err := c.Messages(messagesOpts...)
+	if err != nil {
+		return 0, fmt.Errorf("callout: read durable consumer %q: %w", d.cfg.Durable, err)
+	}
+	d.it = it
+	return first, nil
+}
+
+// openConsumer resumes the named consumer, or creates it. It returns the
+// consumer, with d.dseq set to its last delivery, and the first stream
+// sequence it will deliver.
+//
+// An existing consumer that reads another subject is ErrDurableConflict:
+// resuming it would skip or mix events. One that reads ours is resumed as
+// it is, unless it has delivered messages nobody acknowledged (a previous
+// run killed or closed while it held a transaction, or messages read
+// ahead), or lost is set, or it predates this configuration (another
+// ack policy cannot be changed in place). Then it is recreated, same name
+// and filter, to start right after its ack floor, or at start if that is
+// further on (start: the first sequence this run has not handled, 0 at
+// registration). The server would redeliver those messages only after the
+// ack wait, and after newer ones; recreated, the consumer delivers them
+// at once and in log order, so a transaction cut short arrives again
+// whole.
+//
+// On first use the consumer is created at "now" (DeliverNew), or at start
+// when the agent is recreating one that vanished.
+func (d *durable) openConsumer(ctx context.Context, start uint64, lost bool) (natsjs.Consumer, uint64, error) {
+	name, subject := d.cfg.Durable, d.cfg.FilterSubject
 	for attempt := 0; ; attempt++ {
-		c, err := s.Consumer(ctx, name)
+		c, err := d.stream.Consumer(ctx, name)
 		if err == nil {
 			info := c.CachedInfo()
 			subj := info.Config.FilterSubject
 			if subj == "" && len(info.Config.FilterSubjects) == 1 {
 				subj = info.Config.FilterSubjects[0]
 			}
-			if subj != subject || info.Config.AckPolicy != natsjs.AckExplicitPolicy || info.Config.MaxAckPending != 1 {
-				return nil, cfg, 0, fmt.Errorf("%w: %q reads %q with ack policy %s and max ack pending %d, want %q, explicit, 1",
-					ErrDurableConflict, name, subj, info.Config.AckPolicy, info.Config.MaxAckPending, subject)
+			if subj != subject {
+				return nil, 0, fmt.Errorf("%w: %q reads %q, want %q", ErrDurableConflict, name, subj, subject)
 			}
-			return c, cfg, info.AckFloor.Stream + 1, nil
+			mp := info.Config.MaxAckPending
+			ours := info.Config.AckPolicy == d.cfg.AckPolicy && (mp < 0 || mp >= durableMaxAckPending) // < 0: unlimited
+			if ours && !lost && info.NumAckPending == 0 {
+				d.dseq = info.Delivered.Consumer
+				return c, max(start, info.AckFloor.Stream+1), nil
+			}
+			from := max(start, info.AckFloor.Stream+1)
+			why := "unacknowledged messages"
+			switch {
+			case lost:
+				why = "deliveries lost in flight"
+			case !ours:
+				why = "configuration of an older agent"
+			}
+			d.log.Info("recreating the durable consumer to redeliver from its ack floor at once, in order",
+				"why", why, "ackPending", info.NumAckPending, "ackFloor", info.AckFloor.Stream,
+				"ackPolicy", info.Config.AckPolicy, "maxAckPending", info.Config.MaxAckPending, "from", from)
+			if err := d.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+				return nil, 0, fmt.Errorf("callout: recreate durable consumer %q: delete: %w", name, err)
+			}
+			start = from
+		} else if !errors.Is(err, natsjs.ErrConsumerNotFound) {
+			return nil, 0, fmt.Errorf("callout: look up durable consumer %q: %w", name, err)
 		}
-		if !errors.Is(err, natsjs.ErrConsumerNotFound) {
-			return nil, cfg, 0, fmt.Errorf("callout: look up durable consumer %q: %w", name, err)
+
+		cfg := d.cfg
+		if start > 0 {
+			cfg.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
+			cfg.OptStartSeq = start
 		}
-		c, err = s.CreateConsumer(ctx, cfg)
+		c, err = d.stream.CreateConsumer(ctx, cfg)
 		if errors.Is(err, natsjs.ErrConsumerExists) && attempt == 0 {
-			continue // another agent created it first: resume it
+			continue // another agent created it first: look again
 		}
 		if err != nil {
-			return nil, cfg, 0, fmt.Errorf("callout: create durable consumer %q: %w", name, err)
+			return nil, 0, fmt.Errorf("callout: create durable consumer %q: %w", name, err)
 		}
-		// A new DeliverNew consumer reports the stream's last sequence as
-		// delivered.
-		return c, cfg, c.CachedInfo().Delivered.Stream + 1, nil
+		d.dseq = 0
+		if start == 0 {
+			// A new DeliverNew consumer reports the stream's last sequence
+			// as delivered.
+			start = c.CachedInfo().Delivered.Stream + 1
+		}
+		return c, start, nil
 	}
 }
 
-func (d *durable) next() (natsjs.Msg, error) {
+func (d *durable) next(wait time.Duration) (natsjs.Msg, error) {
 	for {
 		it, err := d.iterator()
 		if err != nil {
 			return nil, err
 		}
-		msg, err := safeNext(it)
+		msg, err := safeNext(it, wait)
 		if err == nil {
+			meta, merr := msg.Metadata()
+			if merr != nil {
+				return msg, nil // dispatch skips it
+			}
+			if meta.Sequence.Consumer != d.dseq+1 {
+				// The consumer handed out deliveries we never got (lost in
+				// a reconnect, or to a pull request of ours that is gone).
+				// The server would redeliver them only after the ack wait,
+				// after this one: start over from what we have handled.
+				d.log.Warn("deliveries lost in flight; recreating the durable consumer",
+					"expectedDelivery", d.dseq+1, "gotDelivery", meta.Sequence.Consumer, "seq", meta.Sequence.Stream)
+				d.lost = true
+				d.drop(it)
+				continue
+			}
+			d.dseq = meta.Sequence.Consumer
 			d.bo.reset()
 			return msg, nil
 		}
-		d.mu.Lock()
-		stopped := d.stopped
-		d.it = nil
-		d.mu.Unlock()
-		it.Stop()
-		if stopped {
+		if d.isStopped() {
 			return nil, errStopped
 		}
+		if wait > 0 && errors.Is(err, nats.ErrTimeout) {
+			return nil, errHoldTimeout
+		}
+		d.drop(it)
 		if d.conn.IsClosed() {
 			return nil, err
 		}
@@ -176,6 +288,22 @@ func (d *durable) next() (natsjs.Msg, error) {
 			return nil, errStopped
 		}
 	}
+}
+
+func (d *durable) isStopped() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stopped
+}
+
+// drop stops the iterator it and forgets it, so the next call opens one.
+func (d *durable) drop(it natsjs.MessagesContext) {
+	d.mu.Lock()
+	if d.it == it {
+		d.it = nil
+	}
+	d.mu.Unlock()
+	it.Stop()
 }
 
 // iterator returns the current iterator, opening one (and recreating the
@@ -216,62 +344,35 @@ func (d *durable) iterator() (natsjs.MessagesContext, error) {
 func (d *durable) open() (natsjs.MessagesContext, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
-	c, err := d.stream.Consumer(ctx, d.cfg.Durable)
-	if errors.Is(err, natsjs.ErrConsumerNotFound) {
-		cfg := d.cfg
-		cfg.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = d.resume()
-		c, err = d.stream.CreateConsumer(ctx, cfg)
-	}
+	c, _, err := d.openConsumer(ctx, d.resume(), d.lost)
 	if err != nil {
 		return nil, fmt.Errorf("callout: reopen durable consumer %q: %w", d.cfg.Durable, err)
 	}
+	d.lost = false
 	return c.Messages(messagesOpts...)
 }
 
-// release naks the message Close interrupted, so the next agent on this
-// durable gets it at once rather than after the ack wait, and pushes the
-// acks out. The nak must reach the server after our pull request's
-// inbox is unsubscribed: while the server sees interest it would hand the
-// message straight back to that dead request.
-func (d *durable) release(ctx context.Context, unfinished natsjs.Msg) {
+// release makes sure the server has applied our acks. The server applies
+// a consumer's acks in order but off the connection's read loop, so a
+// flush would not do: the next agent on this durable reads the ack floor
+// to know where to start (see openConsumer), and a floor lagging behind
+// would hand it messages handled already. So it acks the last acked
+// message once more, as a request: the server answers (for AckAll even
+// an ack below the floor) once it has applied it, and so every ack before
+// it. (Msg.DoubleAck would refuse: the client remembers the first ack.)
+// Messages delivered and not acknowledged (a unit Close cut short,
+// messages read ahead) stay pending; the next agent recreates the
+// consumer at the ack floor to get them at once.
+func (d *durable) release(ctx context.Context, lastAcked natsjs.Msg) {
 	if d.conn.IsClosed() {
 		return
 	}
-	if unfinished != nil {
-		d.mu.Lock()
-		last := d.last
-		d.mu.Unlock()
-		if waitUnsubscribed(ctx, last) {
-			_ = unfinished.Nak()
-		} else {
-			// Cannot tell: give the unsubscribe a head start instead.
-			_ = unfinished.NakWithDelay(250 * time.Millisecond)
+	if lastAcked != nil && lastAcked.Reply() != "" {
+		if _, err := d.conn.RequestWithContext(ctx, lastAcked.Reply(), []byte("+ACK")); err != nil {
+			d.log.Warn("last ack not confirmed by the server", "err", err)
 		}
 	}
 	_ = d.conn.FlushWithContext(ctx)
-}
-
-// waitUnsubscribed waits until the stopped iterator's inbox subscription
-// is gone. nats.go's pull iterator has Closed, which reports that only
-// when asked after the fact (Messages never closes the channel it
-// returns), so ask again until it does.
-func waitUnsubscribed(ctx context.Context, it natsjs.MessagesContext) bool {
-	c, ok := it.(interface{ Closed() <-chan struct{} })
-	if !ok {
-		return false
-	}
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-c.Closed():
-			return true
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-		}
-	}
 }
 
 func (d *durable) stop() {
@@ -279,7 +380,6 @@ func (d *durable) stop() {
 	defer d.mu.Unlock()
 	d.stopped = true
 	if d.it != nil {
-		d.last = d.it
 		d.it.Stop()
 	}
 }
@@ -287,11 +387,14 @@ func (d *durable) stop() {
 // safeNext turns a panic inside the client library into an error: nats.go
 // v1.55.0 can panic in an ordered consumer's reset when the iterator is
 // stopped while the reset is backing off, and the agent must not crash.
-func safeNext(it natsjs.MessagesContext) (msg natsjs.Msg, err error) {
+func safeNext(it natsjs.MessagesContext, wait time.Duration) (msg natsjs.Msg, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			msg, err = nil, fmt.Errorf("callout: consumer library panicked: %v", r)
 		}
 	}()
+	if wait > 0 {
+		return it.Next(natsjs.NextMaxWait(wait))
+	}
 	return it.Next()
 }

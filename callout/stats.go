@@ -4,16 +4,21 @@ import "sync/atomic"
 
 // Stats are an agent's counters since Register.
 type Stats struct {
-	Adds          uint64 // AddFilter calls that succeeded
+	Adds          uint64 // AddFilter calls that succeeded: filters taken
+	Refused       uint64 // AddFilter calls that returned an error or panicked: filters refused (R7), not held
 	Deletes       uint64 // DeleteFilter calls (a failed one still deletes)
+	PostCommits   uint64 // AddFilterPostCommit calls, failed ones included
+	Transactions  uint64 // transactions delivered whole
 	Skipped       uint64 // events ignored under R5: garbage, unknown type, newer schema, not a filter event
 	Duplicates    uint64 // adds for a filter already held, and redelivered messages
 	Tombstones    uint64 // snapshot deletes of filters never held
-	HandlerErrors uint64 // handler calls that returned an error or panicked
-	Retries       uint64 // AddFilter retries after an error
+	HandlerErrors uint64 // handler calls of any type that returned an error or panicked
 	Held          int    // filters held now (added and not yet deleted)
+	HeldTxParts   int    // messages of an incomplete transaction, held until the rest arrive
 }
 
 type counters struct {
-	adds, deletes, skipped, duplicates, tombstones, handlerErrors, retries atomic.Uint64
+	adds, refused, deletes, postCommits, transactions atomic.Uint64
+	skipped, duplicates, tombstones, handlerErrors    atomic.Uint64
+	heldTxParts                                       atomic.Int64
 }

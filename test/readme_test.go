@@ -148,9 +148,10 @@ func TestReadmeWalkthrough(t *testing.T) {
 			t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
 			continue
 		}
-		// Agents print asynchronously: a cat of their output is retried
-		// until it shows what the README says, or the deadline passes.
-		retry := strings.HasPrefix(cmdline, "cat ")
+		// Agents print and register asynchronously: reading commands (a
+		// cat of their output, a list) are retried until they show what
+		// the README says, or the deadline passes. Writes run once.
+		retry := strings.HasPrefix(cmdline, "cat ") || strings.HasSuffix(cmdline, " list")
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -4,6 +4,11 @@
 //
 //	callout-agent --callout 0c8e7f1d-7c55-4d0e-a2e1-6f3b9d2f4e10 --mode replay
 //
+// --reject-adds SUBSTRING makes it refuse the adds of filters whose name
+// contains SUBSTRING (R7: the engine takes them back), --post-commit asks
+// for post-commit notifications of transactions (R8), --agent-id names it
+// to the engines.
+//
 // Logs go to stderr. SIGINT or SIGTERM closes the agent and exits 0; a bad
 // flag, an unreachable server or a terminal failure exits 1.
 package main
@@ -17,9 +22,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/callout"
@@ -47,6 +54,8 @@ var errReported = errors.New("reported")
 
 type config struct {
 	callout, durable, server string
+	agentID, rejectAdds      string
+	postCommit               bool
 	mode                     callout.Mode
 	stream                   jetstream.StreamConfig
 }
@@ -66,6 +75,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.server, "server", server, "NATS server URL; $NATS_URL sets the default")
 	fs.StringVar(&c.stream.Name, "stream", jetstream.DefaultStreamName, "event-log stream name")
 	fs.StringVar(&c.stream.Prefix, "prefix", jetstream.DefaultPrefix, "event subject prefix")
+	fs.StringVar(&c.agentID, "agent-id", "", "agent id announced to engines (one subject token; default: a new UUID)")
+	fs.StringVar(&c.rejectAdds, "reject-adds", "", "refuse the add of every filter whose name contains this text (R7)")
+	fs.BoolVar(&c.postCommit, "post-commit", false, "ask for add-post-commit notifications after each transaction (R8)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -87,6 +99,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.durable != "" && c.mode == callout.Replay {
 		return c, errors.New("--durable is for live mode: replay rebuilds from the log every time")
+	}
+	if c.agentID == "" {
+		c.agentID = uuid.NewString()
+	} else if strings.ContainsAny(c.agentID, ".*> \t\r\n") {
+		return c, fmt.Errorf("--agent-id %q: want one subject token (no dots, wildcards or spaces)", c.agentID)
 	}
 	return c, nil
 }
@@ -114,12 +131,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	out := newPrinter(stdout)
-	opts := []callout.Option{callout.WithMode(cfg.mode), callout.WithStream(cfg.stream), callout.WithLogger(log)}
+	opts := []callout.Option{callout.WithMode(cfg.mode), callout.WithStream(cfg.stream), callout.WithLogger(log),
+		callout.WithAgentID(cfg.agentID)}
 	if cfg.durable != "" {
 		opts = append(opts, callout.WithDurable(cfg.durable))
 	}
+	if cfg.postCommit {
+		opts = append(opts, callout.WithPostCommit())
+	}
 	regCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	agent, err := callout.Register(regCtx, js, cfg.callout, handler(out, log), opts...)
+	agent, err := callout.Register(regCtx, js, cfg.callout, handler(out, log, cfg.rejectAdds), opts...)
 	cancel()
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"syscall"
 	"testing"
@@ -74,11 +75,87 @@ func TestBinary(t *testing.T) {
 			{"--callout", uuid.NewString(), "--mode", "sideways"},
 			{"--callout", uuid.NewString(), "--mode", "replay", "--durable", "d"},
 			{"--callout", uuid.NewString(), "extra"},
+			{"--callout", uuid.NewString(), "--agent-id", "a.b"},
 		} {
 			code, stderr := runOnce(t, bin, args...)
 			if code != 1 || len(bytes.TrimSpace(stderr)) == 0 {
 				t.Errorf("%q: exit %d, stderr %q; want 1 and a message", args, code, stderr)
 			}
+		}
+	})
+
+	t.Run("--reject-adds refuses matching adds and the delete says why", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		results := e.subscribe(t, events.Subjects{Prefix: jetstream.DefaultPrefix}.Result(ck))
+		p := startAgent(t, bin, "--callout", ck, "--reject-adds", "secret", "--agent-id", "shell-agent", "--server", e.srv.ClientURL())
+		p.expect(t, line{Notify: "synced"})
+
+		refused := e.addNamed(ck, "top secret")
+		const why = `refusing filter "top secret": name contains "secret"`
+		p.expect(t, line{Notify: "add", FilterKey: refused.Key, FilterID: refused.ID, Error: why})
+		var r events.NotifyResult
+		if err := json.Unmarshal(waitMsg(t, results).Data, &r); err != nil {
+			t.Fatal(err)
+		}
+		if want := (events.NotifyResult{AgentID: "shell-agent", CalloutKey: ck, FilterKey: refused.Key, FilterID: refused.ID, Error: why}); r != want {
+			t.Fatalf("result %+v, want %+v", r, want)
+		}
+		// What the engine writes to take it back.
+		back := events.NewFilterEvent(events.FilterDeleted, refused)
+		back.Reason = "rejected by agent shell-agent: " + why
+		e.publish(back)
+		p.expect(t, line{Notify: "delete", FilterKey: refused.Key, FilterID: refused.ID, Reason: back.Reason})
+
+		ok := e.addNamed(ck, "public")
+		p.expect(t, line{Notify: "add", FilterKey: ok.Key, FilterID: ok.ID})
+		var r2 events.NotifyResult
+		if err := json.Unmarshal(waitMsg(t, results).Data, &r2); err != nil || r2.FilterID != ok.ID || r2.Error != "" {
+			t.Fatalf("result %+v (%v), want success for %d", r2, err, ok.ID)
+		}
+		p.stop(t, syscall.SIGTERM)
+	})
+
+	t.Run("--post-commit prints post-commit lines after a transaction", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		p := startAgent(t, bin, "--callout", ck, "--post-commit", "--server", e.srv.ClientURL())
+		p.expect(t, line{Notify: "synced"})
+		x, y := e.tx(ck, "x", "y")
+		p.expect(t,
+			line{Notify: "add", FilterKey: x.Key, FilterID: x.ID},
+			line{Notify: "add", FilterKey: y.Key, FilterID: y.ID},
+			line{Notify: "add-post-commit", FilterKey: x.Key, FilterID: x.ID, HadContext: true},
+			line{Notify: "add-post-commit", FilterKey: y.Key, FilterID: y.ID, HadContext: true})
+		plain := e.add(ck) // outside a transaction: no post-commit
+		p.expect(t, line{Notify: "add", FilterKey: plain.Key, FilterID: plain.ID})
+		p.stop(t, syscall.SIGTERM)
+	})
+
+	t.Run("announces its --agent-id, logs it, says bye on SIGTERM", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		anns := e.subscribe(t, events.Subjects{Prefix: jetstream.DefaultPrefix}.AllAgents())
+		p := startAgent(t, bin, "--callout", ck, "--agent-id", "cli-1", "--post-commit", "--durable", "d1", "--server", e.srv.ClientURL())
+		p.expect(t, line{Notify: "synced"})
+		want := events.Announcement{AgentID: "cli-1", CalloutKey: ck, Mode: "live", Durable: "d1", PostCommit: true, Status: events.AgentAlive}
+		var a events.Announcement
+		if err := json.Unmarshal(waitMsg(t, anns).Data, &a); err != nil || a != want {
+			t.Fatalf("announcement %+v (%v), want %+v", a, err, want)
+		}
+		if !regexp.MustCompile(`msg=registered .*agentId=cli-1`).MatchString(p.stderr.String()) {
+			t.Fatalf("no registered line with the agent id in:\n%s", p.stderr)
+		}
+		p.stop(t, syscall.SIGTERM)
+		for a.Status == events.AgentAlive {
+			a = events.Announcement{}
+			if err := json.Unmarshal(waitMsg(t, anns).Data, &a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want.Status = events.AgentBye
+		if a != want {
+			t.Fatalf("last announcement %+v, want %+v", a, want)
 		}
 	})
 
@@ -108,6 +185,7 @@ func buildAgent(t *testing.T) string {
 type server struct {
 	t   *testing.T
 	srv *jetstream.Embedded
+	nc  *nats.Conn
 	js  natsjs.JetStream
 	s   natsjs.Stream
 }
@@ -115,22 +193,81 @@ type server struct {
 func newServer(t *testing.T) *server {
 	t.Helper()
 	srv := testkit.Server(t)
-	js := testkit.JetStream(t, testkit.Conn(t, srv))
-	return &server{t: t, srv: srv, js: js, s: testkit.Stream(t, js)}
+	nc := testkit.Conn(t, srv)
+	js := testkit.JetStream(t, nc)
+	return &server{t: t, srv: srv, nc: nc, js: js, s: testkit.Stream(t, js)}
 }
 
 // add writes a FilterAdded fenced on the last sequence, so its ID is the
 // sequence it gets (as the engine does).
-func (e *server) add(calloutKey string) *events.Filter {
+func (e *server) add(calloutKey string) *events.Filter { return e.addNamed(calloutKey, "f") }
+
+func (e *server) addNamed(calloutKey, name string) *events.Filter {
 	e.t.Helper()
 	info, err := e.s.Info(context.Background())
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	f := &events.Filter{Key: uuid.NewString(), ID: info.State.LastSeq + 1, Name: "f", Layer: "ALE_AUTH_CONNECT_V4",
+	f := &events.Filter{Key: uuid.NewString(), ID: info.State.LastSeq + 1, Name: name, Layer: "ALE_AUTH_CONNECT_V4",
 		Action: events.ActionCalloutInspection, CalloutKey: calloutKey}
 	e.publish(events.NewFilterEvent(events.FilterAdded, f), natsjs.WithExpectLastSequence(info.State.LastSeq))
 	return f
+}
+
+// tx writes the adds of filters named names as one transaction, one
+// fenced atomic batch stamped as the engine stamps it, and returns them.
+func (e *server) tx(calloutKey string, names ...string) (first, second *events.Filter) {
+	e.t.Helper()
+	info, err := e.s.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	id := uuid.NewString()
+	var msgs []*nats.Msg
+	var fs []*events.Filter
+	for i, name := range names {
+		f := &events.Filter{Key: uuid.NewString(), ID: info.State.LastSeq + 1 + uint64(i), Name: name, Layer: "ALE_AUTH_CONNECT_V4",
+			Action: events.ActionCalloutInspection, CalloutKey: calloutKey}
+		m, err := events.Subjects{Prefix: jetstream.DefaultPrefix}.Message(events.NewFilterEvent(events.FilterAdded, f))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		h := nats.Header(m.Header)
+		h.Set(events.HeaderTxID, id)
+		h.Set(events.HeaderTxPart, events.TxPart(i+1, len(names)))
+		msgs = append(msgs, &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h})
+		fs = append(fs, f)
+	}
+	if _, err := jetstream.PublishFenced(context.Background(), e.js, info.State.LastSeq, msgs); err != nil {
+		e.t.Fatal(err)
+	}
+	return fs[0], fs[1]
+}
+
+// subscribe records the core NATS messages on subject.
+func (e *server) subscribe(t *testing.T, subject string) <-chan *nats.Msg {
+	t.Helper()
+	ch := make(chan *nats.Msg, 100)
+	sub, err := e.nc.ChanSubscribe(subject, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return ch
+}
+
+func waitMsg(t *testing.T, ch <-chan *nats.Msg) *nats.Msg {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(wait):
+		t.Fatalf("no message within %v", wait)
+		return nil
+	}
 }
 
 func (e *server) del(f *events.Filter) {

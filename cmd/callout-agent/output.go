@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +29,12 @@ type line struct {
 	FilterID   uint64 `json:"filterId,omitempty"`
 	Initial    bool   `json:"initial"`
 	HadContext bool   `json:"hadContext"`
+	// Error is set on an add the agent refused (--reject-adds): the error
+	// its handler returned, which the engine gets as the reason (R7).
+	Error string `json:"error,omitempty"`
+	// Reason is set on a delete the engine made on its own, e.g. of a
+	// filter an agent refused.
+	Reason string `json:"reason,omitempty"`
 }
 
 // printer writes JSON lines, one Write each (stdout is unbuffered, so each
@@ -64,19 +72,32 @@ func (p *printer) writeSynced() {
 	_ = p.enc.Encode(map[string]string{"notify": "synced"})
 }
 
-func handler(out *printer, log *slog.Logger) callout.Handler {
+// handler prints every notification. An add whose filter name contains
+// rejectAdds (if set) is refused: the handler returns an error, so the
+// SDK does not hold the filter and the engine takes it back (R7).
+func handler(out *printer, log *slog.Logger, rejectAdds string) callout.Handler {
 	return callout.HandlerFunc(func(_ context.Context, t callout.NotifyType, f *callout.Filter) error {
 		switch t {
 		case callout.AddFilter:
+			l := line{Notify: t.String(), FilterKey: f.Key, FilterID: f.ID, Initial: f.Initial}
+			if rejectAdds != "" && strings.Contains(f.Name, rejectAdds) {
+				err := fmt.Errorf("refusing filter %q: name contains %q", f.Name, rejectAdds)
+				l.Error = err.Error()
+				out.print(l)
+				return err
+			}
 			f.Context = &filterContext{addedAt: time.Now()}
-			out.print(line{Notify: t.String(), FilterKey: f.Key, FilterID: f.ID, Initial: f.Initial})
+			out.print(l)
+		case callout.AddFilterPostCommit:
+			_, ok := f.Context.(*filterContext)
+			out.print(line{Notify: t.String(), FilterKey: f.Key, FilterID: f.ID, Initial: f.Initial, HadContext: ok})
 		case callout.DeleteFilter:
 			fc, ok := f.Context.(*filterContext)
 			if ok {
 				log.Debug("freeing filter context", "filterId", f.ID, "age", time.Since(fc.addedAt), "hits", fc.hits.Load())
 				f.Context = nil
 			}
-			out.print(line{Notify: t.String(), FilterKey: f.Key, FilterID: f.ID, Initial: f.Initial, HadContext: ok})
+			out.print(line{Notify: t.String(), FilterKey: f.Key, FilterID: f.ID, Initial: f.Initial, HadContext: ok, Reason: f.Reason})
 		}
 		// Any other type: ignore and succeed, as the seed asks (R5).
 		return nil
