@@ -2,7 +2,6 @@ package callout_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -23,21 +22,9 @@ type announced struct {
 func (e *env) announcements() <-chan announced {
 	e.t.Helper()
 	ch := make(chan announced, 100)
-	sub, err := e.nc.Subscribe(e.subj.AllAgents(), func(m *nats.Msg) {
-		var a events.Announcement
-		if err := json.Unmarshal(m.Data, &a); err != nil {
-			e.t.Errorf("announcement %q: %v", m.Data, err)
-			return
-		}
+	subscribeJSON(e, e.subj.AllAgents(), func(a events.Announcement, m *nats.Msg) {
 		ch <- announced{a, m.Subject, time.Now()}
 	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.nc.Flush(); err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { _ = sub.Unsubscribe() })
 	return ch
 }
 

@@ -2,6 +2,7 @@ package callout_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -329,4 +330,26 @@ func (r *recorder) expectNone(t *testing.T) {
 		t.Fatalf("unexpected notification %v", n)
 	default:
 	}
+}
+
+// subscribeJSON hands each message on subject, decoded from JSON as T, to
+// each, from the moment it returns (the subscription is flushed) until the
+// test ends.
+func subscribeJSON[T any](e *env, subject string, each func(T, *nats.Msg)) {
+	e.t.Helper()
+	sub, err := e.nc.Subscribe(subject, func(m *nats.Msg) {
+		var v T
+		if err := json.Unmarshal(m.Data, &v); err != nil {
+			e.t.Errorf("message on %s: %q: %v", m.Subject, m.Data, err)
+			return
+		}
+		each(v, m)
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = sub.Unsubscribe() })
 }

@@ -2,7 +2,6 @@ package callout_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -16,21 +15,7 @@ import (
 func (e *env) results(ck string) <-chan events.NotifyResult {
 	e.t.Helper()
 	ch := make(chan events.NotifyResult, 100)
-	sub, err := e.nc.Subscribe(e.subj.Result(ck), func(m *nats.Msg) {
-		var r events.NotifyResult
-		if err := json.Unmarshal(m.Data, &r); err != nil {
-			e.t.Errorf("result %q: %v", m.Data, err)
-			return
-		}
-		ch <- r
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.nc.Flush(); err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { _ = sub.Unsubscribe() })
+	subscribeJSON(e, e.subj.Result(ck), func(r events.NotifyResult, _ *nats.Msg) { ch <- r })
 	return ch
 }
 
