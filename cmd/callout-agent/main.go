@@ -118,7 +118,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	nc, err := nats.Connect(cfg.server,
 		nats.Name("callout-agent "+cfg.callout),
 		nats.MaxReconnects(-1), // ride through server restarts; the SDK resets its consumer
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: our own Close at shutdown, nothing to warn about
+				log.Warn("disconnected", "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected", "server", nc.ConnectedUrl()) }),
 	)
 	if err != nil {
