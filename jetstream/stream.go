@@ -168,22 +168,11 @@ func imposeOwned(dst *natsjs.StreamConfig, want natsjs.StreamConfig) {
 // for the limits.
 func configDiff(have, want natsjs.StreamConfig) []string {
 	var d []string
-	add := func(name string, h, w any) { d = append(d, fmt.Sprintf("%s %v, want %v", name, h, w)) }
-	hs, ws := slices.Sorted(slices.Values(have.Subjects)), slices.Sorted(slices.Values(want.Subjects))
-	if !slices.Equal(hs, ws) {
-		add("subjects", hs, ws)
-	}
-	if have.Retention != want.Retention {
-		add("retention", have.Retention, want.Retention)
-	}
-	if have.Storage != want.Storage {
-		add("storage", have.Storage, want.Storage)
-	}
-	if have.Replicas != want.Replicas {
-		add("replicas", have.Replicas, want.Replicas)
-	}
-	if have.Discard != want.Discard {
-		add("discard", have.Discard, want.Discard)
+	// check compares two values of one comparable type (as interfaces).
+	check := func(name string, h, w any) {
+		if h != w {
+			d = append(d, fmt.Sprintf("%s %v, want %v", name, h, w))
+		}
 	}
 	unl := func(v int64) int64 {
 		if v <= 0 {
@@ -191,26 +180,20 @@ func configDiff(have, want natsjs.StreamConfig) []string {
 		}
 		return v
 	}
-	if unl(have.MaxMsgs) != unl(want.MaxMsgs) {
-		add("max_msgs", have.MaxMsgs, want.MaxMsgs)
+	hs, ws := slices.Sorted(slices.Values(have.Subjects)), slices.Sorted(slices.Values(want.Subjects))
+	if !slices.Equal(hs, ws) {
+		d = append(d, fmt.Sprintf("subjects %v, want %v", hs, ws))
 	}
-	if unl(have.MaxBytes) != unl(want.MaxBytes) {
-		add("max_bytes", have.MaxBytes, want.MaxBytes)
-	}
-	if unl(have.MaxMsgsPerSubject) != unl(want.MaxMsgsPerSubject) {
-		add("max_msgs_per_subject", have.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
-	}
-	if have.MaxAge != want.MaxAge {
-		add("max_age", have.MaxAge, want.MaxAge)
-	}
-	if have.Duplicates != want.Duplicates {
-		add("duplicate_window", have.Duplicates, want.Duplicates)
-	}
-	if have.AllowAtomicPublish != want.AllowAtomicPublish {
-		add("allow_atomic", have.AllowAtomicPublish, want.AllowAtomicPublish)
-	}
-	if have.AllowDirect != want.AllowDirect {
-		add("allow_direct", have.AllowDirect, want.AllowDirect)
-	}
+	check("retention", have.Retention, want.Retention)
+	check("storage", have.Storage, want.Storage)
+	check("replicas", have.Replicas, want.Replicas)
+	check("discard", have.Discard, want.Discard)
+	check("max_msgs", unl(have.MaxMsgs), unl(want.MaxMsgs))
+	check("max_bytes", unl(have.MaxBytes), unl(want.MaxBytes))
+	check("max_msgs_per_subject", unl(have.MaxMsgsPerSubject), unl(want.MaxMsgsPerSubject))
+	check("max_age", have.MaxAge, want.MaxAge)
+	check("duplicate_window", have.Duplicates, want.Duplicates)
+	check("allow_atomic", have.AllowAtomicPublish, want.AllowAtomicPublish)
+	check("allow_direct", have.AllowDirect, want.AllowDirect)
 	return d
 }
