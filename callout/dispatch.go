@@ -210,7 +210,8 @@ func (a *Agent) add(msg natsjs.Msg, seq uint64, ef *events.Filter, initial bool)
 		a.n.duplicates.Add(1)
 		return true, seq
 	}
-	f := &Filter{Filter: *ef.Clone(), Initial: initial}
+	// ef was decoded for this call alone: the Filter takes it over, no copy.
+	f := &Filter{Filter: *ef, Initial: initial}
 	err := a.call(AddFilter, f)
 	if err != nil && a.isClosing() {
 		// Most likely the handler gave up because Close cancelled its ctx:
