@@ -17,6 +17,7 @@ import (
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
 	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/jetstream/embedded"
 )
 
 // wait bounds every wait on a channel in these tests.
@@ -25,7 +26,7 @@ const wait = 10 * time.Second
 // env is a real embedded nats-server with the event-log stream.
 type env struct {
 	t      *testing.T
-	srv    *jetstream.Embedded
+	srv    *embedded.Server
 	nc     *nats.Conn
 	js     natsjs.JetStream
 	stream natsjs.Stream

@@ -5,6 +5,14 @@ import (
 	"strings"
 )
 
+// Default names: the stream that holds the log and the prefix of every
+// subject. Both can be changed per deployment; every process of one
+// deployment must agree on them.
+const (
+	DefaultStream = "WFP"
+	DefaultPrefix = "wfp"
+)
+
 // NoCallout is the callout token in the subject of a filter whose action
 // names no callout.
 const NoCallout = "_"
@@ -30,6 +38,12 @@ func (s Subjects) CalloutFilters(key string) string {
 	return s.Prefix + ".filter." + CalloutToken(key) + ".*"
 }
 
+// Stream returns the subjects the event-log stream captures:
+// "<prefix>.filter.>" and "<prefix>.callout.>". Not "<prefix>.>": the
+// engine's API and the agent protocol live under the same prefix, and a
+// stream capturing them would store every request and answer it.
+func (s Subjects) Stream() []string { return []string{s.Prefix + ".filter.>", s.Prefix + ".callout.>"} }
+
 // AllFilters matches every filter subject.
 func (s Subjects) AllFilters() string { return s.Prefix + ".filter.>" }
 
@@ -48,7 +62,9 @@ func CalloutToken(key string) string {
 }
 
 // ValidPrefix checks that p can head our subjects: non-empty tokens with no
-// wildcards or spaces.
+// wildcard characters or white space anywhere. NATS would take "a*b" as a
+// literal token, but permissions and operators reading subjects would
+// not, so it is refused too.
 func ValidPrefix(p string) error {
 	if p == "" {
 		return fmt.Errorf("subject prefix is empty")

@@ -1,7 +1,7 @@
 // Package jetstream holds the NATS JetStream plumbing of WFP: the event-log
-// stream (EnsureStream), fenced atomic publishing (PublishFenced) and an
-// embedded nats-server for single-binary deployments and tests
-// (StartEmbedded).
+// stream (EnsureStream) and fenced publishing (PublishFenced for one unit,
+// PublishChain for a group commit). The embedded nats-server lives apart,
+// in package embedded, so that what reads the log never links a server.
 //
 // The stream is the single source of truth: every filter and callout event is
 // a message on it, and the engine is a single writer by fencing rather than by
@@ -10,6 +10,6 @@
 // and re-validates. Because nothing can interleave with a fenced write, the
 // caller knows in advance the sequence each of its messages will get.
 //
-// This package deliberately imports no other package of this module: it only
-// speaks NATS, so it can be reused and tested on its own.
+// Of this module it imports only events, for the subject layout: the wire
+// contract is defined once, there.
 package jetstream

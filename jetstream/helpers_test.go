@@ -7,21 +7,23 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wfpnats/wfp/jetstream/embedded"
 )
 
 // startServer runs a real embedded server on a random port for one test.
-func startServer(t *testing.T) *Embedded {
+func startServer(t *testing.T) *embedded.Server {
 	t.Helper()
-	e, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", NoLog: true})
+	e, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", NoLog: true})
 	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
+		t.Fatalf("embedded.Start: %v", err)
 	}
 	t.Cleanup(e.Shutdown)
 	return e
 }
 
 // connectJS opens an in-process connection and its JetStream context.
-func connectJS(t *testing.T, e *Embedded) natsjs.JetStream {
+func connectJS(t *testing.T, e *embedded.Server) natsjs.JetStream {
 	t.Helper()
 	nc, err := e.Connect()
 	if err != nil {

@@ -9,12 +9,14 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wfpnats/wfp/events"
 )
 
-// Defaults of StreamConfig.
+// Defaults of StreamConfig: the wire contract's (package events).
 const (
-	DefaultStreamName = "WFP"
-	DefaultPrefix     = "wfp"
+	DefaultStreamName = events.DefaultStream
+	DefaultPrefix     = events.DefaultPrefix
 	// DuplicateWindow is how long Nats-Msg-Id is remembered: a retried
 	// publish inside it is recognised instead of being stored twice.
 	DuplicateWindow = 2 * time.Minute
@@ -41,23 +43,18 @@ func (c StreamConfig) WithDefaults() StreamConfig {
 	return c
 }
 
-// Subjects returns the stream's subjects: "<prefix>.filter.>" and
-// "<prefix>.callout.>". Not "<prefix>.>": the engine's request/reply API
-// lives under "<prefix>.api.>", and a stream capturing it would store every
-// request and answer it with a PubAck.
+// Subjects returns the stream's subjects (events.Subjects.Stream).
 func (c StreamConfig) Subjects() []string {
 	c = c.WithDefaults()
-	return []string{c.Prefix + ".filter.>", c.Prefix + ".callout.>"}
+	return events.Subjects{Prefix: c.Prefix}.Stream()
 }
 
 func (c StreamConfig) validate() error {
 	if strings.ContainsAny(c.Name, " \t\r\n.*>/\\") {
 		return fmt.Errorf("jetstream: invalid stream name %q", c.Name)
 	}
-	for _, tok := range strings.Split(c.Prefix, ".") {
-		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
-			return fmt.Errorf("jetstream: invalid subject prefix %q", c.Prefix)
-		}
+	if err := events.ValidPrefix(c.Prefix); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
 	}
 	return nil
 }

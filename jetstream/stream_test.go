@@ -22,7 +22,7 @@ func TestStreamConfigDefaultsAndSubjects(t *testing.T) {
 	if got := (StreamConfig{Prefix: "acme.wfp"}).Subjects(); got[0] != "acme.wfp.filter.>" {
 		t.Fatalf("Subjects() with dotted prefix = %v", got)
 	}
-	for _, bad := range []StreamConfig{{Prefix: "wfp.>"}, {Prefix: "a..b"}, {Name: "a.b"}} {
+	for _, bad := range []StreamConfig{{Prefix: "wfp.>"}, {Prefix: "a..b"}, {Prefix: "a*b"}, {Prefix: "w fp"}, {Name: "a.b"}} {
 		if err := bad.WithDefaults().validate(); err == nil {
 			t.Errorf("%+v: want validation error", bad)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
 	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/jetstream/embedded"
 	"github.com/wfpnats/wfp/projection"
 )
 
@@ -34,7 +35,7 @@ func startEngine(t testing.TB, nc *nats.Conn) *engine.Engine {
 
 // world is a server, an engine and a management client: the usual start.
 type world struct {
-	srv    *jetstream.Embedded
+	srv    *embedded.Server
 	nc     *nats.Conn
 	js     natsjs.JetStream
 	eng    *engine.Engine

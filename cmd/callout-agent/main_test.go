@@ -22,6 +22,7 @@ import (
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
 	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/jetstream/embedded"
 )
 
 const wait = 15 * time.Second
@@ -185,7 +186,7 @@ func buildAgent(t *testing.T) string {
 // server is an embedded nats-server on a TCP port, with the stream.
 type server struct {
 	t   *testing.T
-	srv *jetstream.Embedded
+	srv *embedded.Server
 	nc  *nats.Conn
 	js  natsjs.JetStream
 	s   natsjs.Stream

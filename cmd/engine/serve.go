@@ -11,6 +11,7 @@ import (
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/jetstream/embedded"
 )
 
 // serve runs the engine until ctx ends: on an embedded nats-server by
@@ -40,7 +41,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: dir, Listen: *listen})
+		srv, err := embedded.Start(embedded.Options{StoreDir: dir, Listen: *listen})
 		if err != nil {
 			return err
 		}

@@ -18,11 +18,12 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/jetstream/embedded"
 )
 
 // Server starts a real embedded nats-server with JetStream, stored in a
 // fresh t.TempDir(), for the length of the test. See ServerIn.
-func Server(t testing.TB) *jetstream.Embedded {
+func Server(t testing.TB) *embedded.Server {
 	t.Helper()
 	return ServerIn(t, t.TempDir())
 }
@@ -31,9 +32,9 @@ func Server(t testing.TB) *jetstream.Embedded {
 // It listens on a random loopback port (see Embedded.ClientURL), keeps its
 // own log quiet, and is shut down when the test ends. A server that cannot
 // start fails the test.
-func ServerIn(t testing.TB, dir string) *jetstream.Embedded {
+func ServerIn(t testing.TB, dir string) *embedded.Server {
 	t.Helper()
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: dir, Listen: "127.0.0.1:-1", NoLog: true})
+	srv, err := embedded.Start(embedded.Options{StoreDir: dir, Listen: "127.0.0.1:-1", NoLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func ServerIn(t testing.TB, dir string) *jetstream.Embedded {
 }
 
 // Conn opens an in-process connection to srv, closed when the test ends.
-func Conn(t testing.TB, srv *jetstream.Embedded) *nats.Conn {
+func Conn(t testing.TB, srv *embedded.Server) *nats.Conn {
 	t.Helper()
 	nc, err := srv.Connect()
 	if err != nil {

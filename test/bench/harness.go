@@ -19,6 +19,7 @@ import (
 
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/jetstream/embedded"
 )
 
 // Config sizes a run. QuickConfig and FullConfig are the two published
@@ -135,7 +136,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // bench is one run: the server, the report and what scenarios share.
 type bench struct {
 	cfg    Config
-	srv    *jetstream.Embedded
+	srv    *embedded.Server
 	url    string
 	report *Report
 	start  time.Time
@@ -168,7 +169,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := jetstream.StartEmbedded(jetstream.EmbeddedOptions{StoreDir: dir, Listen: "127.0.0.1:-1", NoLog: true})
+	srv, err := embedded.Start(embedded.Options{StoreDir: dir, Listen: "127.0.0.1:-1", NoLog: true})
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package jetstream
+package embedded
 
 import (
 	"errors"
@@ -16,8 +16,8 @@ import (
 // DefaultListen is where an embedded server listens unless told otherwise.
 const DefaultListen = "127.0.0.1:4222"
 
-// EmbeddedOptions configures StartEmbedded.
-type EmbeddedOptions struct {
+// Options configures Start.
+type Options struct {
 	StoreDir string // JetStream storage directory; required
 	// Listen is "host:port" for client connections; default "127.0.0.1:4222".
 	// Port "-1" or "0" picks a free port (see ClientURL).
@@ -28,27 +28,27 @@ type EmbeddedOptions struct {
 	// server's generated id.
 	ServerName string
 	// NoLog silences the server's own log lines. Fatal errors (port busy,
-	// JetStream cannot start) are still turned into StartEmbedded's error.
+	// JetStream cannot start) are still turned into Start's error.
 	NoLog bool
 	// ReadyTimeout bounds the wait for the server to accept connections;
 	// default 10s.
 	ReadyTimeout time.Duration
 }
 
-// Embedded is a nats-server with JetStream running inside this process.
-type Embedded struct {
-	Server *server.Server
+// Server is a nats-server with JetStream running inside this process.
+type Server struct {
+	NATS *server.Server // the server itself, for what this package does not wrap
 
 	shutdownOnce sync.Once
 }
 
-// StartEmbedded starts a nats-server with JetStream enabled and waits until
+// Start starts a nats-server with JetStream enabled and waits until
 // it accepts connections and JetStream is up. A busy port or a JetStream
 // that cannot start is returned as an error (the stock server logger would
 // call os.Exit on those).
-func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
+func Start(opts Options) (*Server, error) {
 	if opts.StoreDir == "" {
-		return nil, errors.New("jetstream: embedded server: StoreDir is required")
+		return nil, errors.New("embedded: StoreDir is required")
 	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 10 * time.Second
@@ -71,7 +71,7 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 
 	ns, err := server.NewServer(sopts)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: embedded server: %w", err)
+		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	// Always install our logger: it reports fatal errors on a channel
 	// instead of exiting the process.
@@ -79,7 +79,7 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	ns.SetLogger(logger, false, false)
 
 	ns.Start()
-	e := &Embedded{Server: ns}
+	e := &Server{NATS: ns}
 	if err := e.waitReady(opts.ReadyTimeout, logger.fatal); err != nil {
 		e.Shutdown()
 		return nil, err
@@ -90,19 +90,19 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 // waitReady polls in short slices so a fatal error (which the server
 // reports only through its logger) ends the wait at once instead of after
 // the whole timeout.
-func (e *Embedded) waitReady(timeout time.Duration, fatal <-chan string) error {
+func (e *Server) waitReady(timeout time.Duration, fatal <-chan string) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
 		case msg := <-fatal:
-			return fmt.Errorf("jetstream: embedded server failed to start: %s", msg)
+			return fmt.Errorf("embedded: server failed to start: %s", msg)
 		default:
 		}
-		if e.Server.ReadyForConnections(50*time.Millisecond) && e.Server.JetStreamEnabled() {
+		if e.NATS.ReadyForConnections(50*time.Millisecond) && e.NATS.JetStreamEnabled() {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("jetstream: embedded server not ready for connections after %s", timeout)
+			return fmt.Errorf("embedded: server not ready for connections after %s", timeout)
 		}
 	}
 }
@@ -110,10 +110,10 @@ func (e *Embedded) waitReady(timeout time.Duration, fatal <-chan string) error {
 // ClientURL is the URL clients connect to, with the real port when it was
 // picked at random. An unspecified listen host (0.0.0.0, ::) is given as
 // loopback, since that is what a local client can dial.
-func (e *Embedded) ClientURL() string {
-	u, err := url.Parse(e.Server.ClientURL())
+func (e *Server) ClientURL() string {
+	u, err := url.Parse(e.NATS.ClientURL())
 	if err != nil {
-		return e.Server.ClientURL()
+		return e.NATS.ClientURL()
 	}
 	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsUnspecified() {
 		u.Host = net.JoinHostPort("127.0.0.1", u.Port())
@@ -123,24 +123,24 @@ func (e *Embedded) ClientURL() string {
 
 // Connect opens an in-process connection (no TCP) to the server; opts are
 // applied after the in-process option.
-func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	all := append([]nats.Option{nats.InProcessServer(e.Server)}, opts...)
+func (e *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	all := append([]nats.Option{nats.InProcessServer(e.NATS)}, opts...)
 	nc, err := nats.Connect("", all...)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: connect to embedded server: %w", err)
+		return nil, fmt.Errorf("embedded: connect: %w", err)
 	}
 	return nc, nil
 }
 
 // Shutdown stops the server and waits until it has stopped. Safe to call
 // more than once.
-func (e *Embedded) Shutdown() {
-	if e == nil || e.Server == nil {
+func (e *Server) Shutdown() {
+	if e == nil || e.NATS == nil {
 		return
 	}
 	e.shutdownOnce.Do(func() {
-		e.Server.Shutdown()
-		e.Server.WaitForShutdown()
+		e.NATS.Shutdown()
+		e.NATS.WaitForShutdown()
 	})
 }
 
@@ -152,11 +152,11 @@ func parseListen(listen string) (string, int, error) {
 	}
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
-		return "", 0, fmt.Errorf("jetstream: embedded server: bad listen address %q: %w", listen, err)
+		return "", 0, fmt.Errorf("embedded: bad listen address %q: %w", listen, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil || port < -1 || port > 65535 {
-		return "", 0, fmt.Errorf("jetstream: embedded server: bad port in listen address %q", listen)
+		return "", 0, fmt.Errorf("embedded: bad port in listen address %q", listen)
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT

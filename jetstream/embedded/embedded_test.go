@@ -1,4 +1,4 @@
-package jetstream
+package embedded
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
-func TestStartEmbeddedRandomPortTCPAndInProcess(t *testing.T) {
+func TestStartRandomPortTCPAndInProcess(t *testing.T) {
 	e := startServer(t)
 	url := e.ClientURL()
 	if strings.HasSuffix(url, ":-1") || strings.HasSuffix(url, ":0") {
@@ -35,12 +35,12 @@ func TestStartEmbeddedRandomPortTCPAndInProcess(t *testing.T) {
 	}
 }
 
-func TestStartEmbeddedPortBusy(t *testing.T) {
+func TestStartPortBusy(t *testing.T) {
 	first := startServer(t)
 	listen := strings.TrimPrefix(first.ClientURL(), "nats://")
 
 	start := time.Now()
-	second, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Listen: listen, NoLog: true})
+	second, err := Start(Options{StoreDir: t.TempDir(), Listen: listen, NoLog: true})
 	if err == nil {
 		second.Shutdown()
 		t.Fatalf("second server on busy %s started", listen)
@@ -54,8 +54,8 @@ func TestStartEmbeddedPortBusy(t *testing.T) {
 	}
 }
 
-func TestStartEmbeddedNoListen(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), NoListen: true, NoLog: true})
+func TestStartNoListen(t *testing.T) {
+	e, err := Start(Options{StoreDir: t.TempDir(), NoListen: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,25 +65,25 @@ func TestStartEmbeddedNoListen(t *testing.T) {
 	}
 }
 
-func TestStartEmbeddedBadOptions(t *testing.T) {
-	if _, err := StartEmbedded(EmbeddedOptions{}); err == nil {
+func TestStartBadOptions(t *testing.T) {
+	if _, err := Start(Options{}); err == nil {
 		t.Error("no StoreDir: want error")
 	}
 	for _, l := range []string{"nohostport", "127.0.0.1:x", "127.0.0.1:70000"} {
-		if _, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Listen: l, NoLog: true}); err == nil {
+		if _, err := Start(Options{StoreDir: t.TempDir(), Listen: l, NoLog: true}); err == nil {
 			t.Errorf("Listen %q: want error", l)
 		}
 	}
 }
 
-func TestEmbeddedShutdownTwice(t *testing.T) {
+func TestShutdownTwice(t *testing.T) {
 	e := startServer(t)
 	e.Shutdown()
 	e.Shutdown() // and once more by t.Cleanup
-	if e.Server.Running() {
+	if e.NATS.Running() {
 		t.Fatal("server still running after Shutdown")
 	}
-	var nilE *Embedded
+	var nilE *Server
 	nilE.Shutdown()
 }
 

@@ -1,4 +1,4 @@
-package jetstream
+package embedded
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 // fatalCatcher is the embedded server's logger. The server reports a busy
 // port or a failed JetStream start only by calling Fatalf, and the stock
 // logger exits the process there; this one hands the message to
-// StartEmbedded instead.
+// Start instead.
 type fatalCatcher struct {
 	out   *log.Logger // nil when silenced
 	fatal chan string
