@@ -98,20 +98,16 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 	if o.durable != "" && o.mode == Replay {
 		return nil, fmt.Errorf("%w: a durable consumer is for live mode; replay rebuilds from the log each time", ErrInvalidOption)
 	}
-	o.stream = o.stream.WithDefaults()
-	if err := events.ValidPrefix(o.stream.Prefix); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
-	}
 
 	if o.agentID == "" {
 		o.agentID = uuid.NewString()
 	}
 
-	stream, err := js.Stream(ctx, o.stream.Name)
+	stream, err := js.Stream(ctx, o.stream)
 	if err != nil {
-		return nil, fmt.Errorf("callout: stream %q: %w", o.stream.Name, err)
+		return nil, fmt.Errorf("callout: stream %q: %w", o.stream, err)
 	}
-	subj := events.Subjects{Prefix: o.stream.Prefix}
+	subj := events.Subjects{Prefix: o.prefix}
 	a := &Agent{
 		id:          o.agentID,
 		key:         key,

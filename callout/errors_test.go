@@ -103,13 +103,15 @@ func TestRegisterValidation(t *testing.T) {
 		{"empty durable", newKey(), newRecorder(), []callout.Option{callout.WithDurable("")}, callout.ErrInvalidOption},
 		{"nil logger", newKey(), newRecorder(), []callout.Option{callout.WithLogger(nil)}, callout.ErrInvalidOption},
 		{"bad mode", newKey(), newRecorder(), []callout.Option{callout.WithMode(callout.Mode(9))}, callout.ErrInvalidOption},
+		{"stream name with a dot", newKey(), newRecorder(), []callout.Option{callout.WithStream("a.b", "")}, callout.ErrInvalidOption},
+		{"prefix with a wildcard", newKey(), newRecorder(), []callout.Option{callout.WithStream("", "wfp.*")}, callout.ErrInvalidOption},
 	}
 	for _, c := range cases {
 		if _, err := callout.Register(ctx, e.js, c.key, c.h, c.opts...); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
 	}
-	_, err := callout.Register(ctx, e.js, newKey(), newRecorder(), callout.WithStream(streamCfg("NOPE")))
+	_, err := callout.Register(ctx, e.js, newKey(), newRecorder(), callout.WithStream("NOPE", ""))
 	if err == nil {
 		t.Error("missing stream accepted")
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/events"
 )
 
 // Option configures Register.
@@ -17,7 +17,8 @@ type options struct {
 	durable    string
 	agentID    string
 	postCommit bool
-	stream     jetstream.StreamConfig
+	stream     string
+	prefix     string
 	log        *slog.Logger
 	backoffMin time.Duration
 	backoffMax time.Duration
@@ -25,8 +26,10 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		mode: Live,
-		log:  slog.Default(),
+		mode:   Live,
+		stream: events.DefaultStream,
+		prefix: events.DefaultPrefix,
+		log:    slog.Default(),
 		// Between attempts to get a lost consumer back.
 		backoffMin: 100 * time.Millisecond,
 		backoffMax: 5 * time.Second,
@@ -84,11 +87,23 @@ func WithPostCommit() Option {
 	}
 }
 
-// WithStream names the event-log stream and its subject prefix; zero fields
-// take the jetstream package defaults.
-func WithStream(cfg jetstream.StreamConfig) Option {
+// WithStream names the event-log stream and the prefix of its subjects, as
+// the engine was started with; an empty string keeps the default
+// (events.DefaultStream "WFP", events.DefaultPrefix "wfp").
+func WithStream(name, prefix string) Option {
 	return func(o *options) error {
-		o.stream = cfg
+		if name != "" {
+			if err := events.ValidStreamName(name); err != nil {
+				return fmt.Errorf("%w: %v", ErrInvalidOption, err)
+			}
+			o.stream = name
+		}
+		if prefix != "" {
+			if err := events.ValidPrefix(prefix); err != nil {
+				return fmt.Errorf("%w: %v", ErrInvalidOption, err)
+			}
+			o.prefix = prefix
+		}
 		return nil
 	}
 }

@@ -76,3 +76,13 @@ func ValidPrefix(p string) error {
 	}
 	return nil
 }
+
+// ValidStreamName checks that name can name a JetStream stream: non-empty,
+// no dots, wildcards, path separators or white space (the server puts it
+// in API subjects and in a directory name).
+func ValidStreamName(name string) error {
+	if name == "" || strings.ContainsAny(name, " \t\r\n.*>/\\") {
+		return fmt.Errorf("stream name %q: want non-empty, with no dots, wildcards, slashes or spaces", name)
+	}
+	return nil
+}

@@ -50,8 +50,8 @@ func (c StreamConfig) Subjects() []string {
 }
 
 func (c StreamConfig) validate() error {
-	if strings.ContainsAny(c.Name, " \t\r\n.*>/\\") {
-		return fmt.Errorf("jetstream: invalid stream name %q", c.Name)
+	if err := events.ValidStreamName(c.Name); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
 	}
 	if err := events.ValidPrefix(c.Prefix); err != nil {
 		return fmt.Errorf("jetstream: %w", err)

@@ -31,7 +31,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/callout"
 	"github.com/wfpnats/wfp/events"
-	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/internal/natsconn"
 )
 
 func main() {
@@ -53,11 +53,12 @@ func main() {
 var errReported = errors.New("reported")
 
 type config struct {
-	callout, durable, server string
-	agentID, rejectAdds      string
-	postCommit               bool
-	mode                     callout.Mode
-	stream                   jetstream.StreamConfig
+	natsconn.Flags
+	callout, durable    string
+	agentID, rejectAdds string
+	stream, prefix      string
+	postCommit          bool
+	mode                callout.Mode
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -65,16 +66,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var c config
 	var mode string
-	server := os.Getenv("NATS_URL")
-	if server == "" {
-		server = nats.DefaultURL
-	}
 	fs.StringVar(&c.callout, "callout", "", "callout key to register for (UUID, required)")
 	fs.StringVar(&mode, "mode", "live", "live (from now on) or replay (current filters first)")
 	fs.StringVar(&c.durable, "durable", "", "durable consumer name: a live agent resumes where its last run stopped")
-	fs.StringVar(&c.server, "server", server, "NATS server URL; $NATS_URL sets the default")
-	fs.StringVar(&c.stream.Name, "stream", jetstream.DefaultStreamName, "event-log stream name")
-	fs.StringVar(&c.stream.Prefix, "prefix", jetstream.DefaultPrefix, "event subject prefix")
+	c.Flags.Register(fs)
+	fs.StringVar(&c.stream, "stream", events.DefaultStream, "event-log stream name")
+	fs.StringVar(&c.prefix, "prefix", events.DefaultPrefix, "event subject prefix")
 	fs.StringVar(&c.agentID, "agent-id", "", "agent id announced to engines (one subject token; default: a new UUID)")
 	fs.StringVar(&c.rejectAdds, "reject-adds", "", "refuse the add of every filter whose name contains this text (R7)")
 	fs.BoolVar(&c.postCommit, "post-commit", false, "ask for add-post-commit notifications after each transaction (R8)")
@@ -115,8 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	nc, err := nats.Connect(cfg.server,
-		nats.Name("callout-agent "+cfg.callout),
+	nc, err := cfg.Connect("callout-agent "+cfg.callout,
 		nats.MaxReconnects(-1), // ride through server restarts; the SDK resets its consumer
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: our own Close at shutdown, nothing to warn about
@@ -126,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected", "server", nc.ConnectedUrl()) }),
 	)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", cfg.server, err)
+		return err
 	}
 	defer nc.Close()
 	js, err := natsjs.New(nc)
@@ -135,7 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	out := newPrinter(stdout)
-	opts := []callout.Option{callout.WithMode(cfg.mode), callout.WithStream(cfg.stream), callout.WithLogger(log),
+	opts := []callout.Option{callout.WithMode(cfg.mode), callout.WithStream(cfg.stream, cfg.prefix), callout.WithLogger(log),
 		callout.WithAgentID(cfg.agentID)}
 	if cfg.durable != "" {
 		opts = append(opts, callout.WithDurable(cfg.durable))

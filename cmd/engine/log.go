@@ -10,7 +10,6 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wfpnats/wfp/events"
-	"github.com/wfpnats/wfp/jetstream"
 )
 
 // logLine is one log message as `engine events` prints it: the decoded
@@ -29,7 +28,7 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("events", stderr)
 	var c conn
 	c.register(fs)
-	stream := fs.String("stream", jetstream.DefaultStreamName, "stream holding the event log")
+	stream := fs.String("stream", events.DefaultStream, "stream holding the event log")
 	callout := fs.String("callout", "", "only events of filters naming this callout key")
 	from := fs.Uint64("from-seq", 0, "start at this stream sequence (default: the beginning)")
 	follow := fs.Bool("follow", false, "keep printing new events until interrupted")
@@ -38,7 +37,7 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	subj := events.Subjects{Prefix: c.prefix}
-	filter := []string{subj.AllFilters(), c.prefix + ".callout.>"}
+	filter := subj.Stream()
 	if *callout != "" {
 		key, err := events.ParseKey(*callout)
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -14,31 +13,22 @@ import (
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
-	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/internal/natsconn"
 	"github.com/wfpnats/wfp/projection"
 )
 
 // conn holds the flags every management command shares.
 type conn struct {
-	server, prefix string
+	natsconn.Flags
+	prefix string
 }
 
 func (c *conn) register(fs *flag.FlagSet) {
-	def := os.Getenv("NATS_URL")
-	if def == "" {
-		def = nats.DefaultURL
-	}
-	fs.StringVar(&c.server, "server", def, "NATS server URL (default $NATS_URL, else "+nats.DefaultURL+")")
-	fs.StringVar(&c.prefix, "prefix", jetstream.DefaultPrefix, "subject prefix of the engine")
+	c.Flags.Register(fs)
+	fs.StringVar(&c.prefix, "prefix", events.DefaultPrefix, "subject prefix of the engine")
 }
 
-func (c *conn) dial() (*nats.Conn, error) {
-	nc, err := nats.Connect(c.server, nats.Name("wfp-engine-cli"))
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", c.server, err)
-	}
-	return nc, nil
-}
+func (c *conn) dial() (*nats.Conn, error) { return c.Connect("wfp-engine-cli") }
 
 // conditions collects repeated --condition FIELD=VALUE flags.
 type conditions []events.Condition

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/wfpnats/wfp/engine"
+	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/jetstream/embedded"
 )
@@ -21,8 +22,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:4222", "address the embedded nats-server listens on")
 	data := fs.String("data", "./data", "directory the embedded nats-server stores JetStream in")
 	natsURL := fs.String("nats-url", "", "use this nats-server instead of an embedded one")
-	stream := fs.String("stream", jetstream.DefaultStreamName, "stream holding the event log")
-	prefix := fs.String("prefix", jetstream.DefaultPrefix, "subject prefix of events and API")
+	stream := fs.String("stream", events.DefaultStream, "stream holding the event log")
+	prefix := fs.String("prefix", events.DefaultPrefix, "subject prefix of events and API")
 	replicas := fs.Int("replicas", 1, "stream replicas (on a clustered external server)")
 	if err := parse(fs, args); err != nil {
 		return err

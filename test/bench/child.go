@@ -289,7 +289,7 @@ func rawRead(ctx context.Context, js natsjs.JetStream, stream string, cfg natsjs
 func replayAgent(ctx context.Context, js natsjs.JetStream, cfg jetstream.StreamConfig, calloutKey string) (*callout.Agent, error) {
 	h := callout.HandlerFunc(func(context.Context, callout.NotifyType, *callout.Filter) error { return nil })
 	a, err := callout.Register(ctx, js, calloutKey, h, callout.WithMode(callout.Replay),
-		callout.WithStream(cfg), callout.WithLogger(quiet))
+		callout.WithStream(cfg.Name, cfg.Prefix), callout.WithLogger(quiet))
 	if err != nil {
 		return nil, fmt.Errorf("register replay agent: %w", err)
 	}

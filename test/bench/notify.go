@@ -85,7 +85,7 @@ func (b *bench) notifyLatency(ctx context.Context) error {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	agent, err := callout.Register(rctx, ac.js, w.callout, h, callout.WithStream(w.cfg), callout.WithLogger(quiet))
+	agent, err := callout.Register(rctx, ac.js, w.callout, h, callout.WithStream(w.cfg.Name, w.cfg.Prefix), callout.WithLogger(quiet))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("register live agent: %w", err)
