@@ -207,7 +207,6 @@ func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(
 
 func natsjsNew(nc *nats.Conn) (natsjs.JetStream, error) { return natsjs.New(nc) }
 
-
 // waitStats waits until the agent's counters satisfy ok. Counters move
 // just after the handler returns, so a test that has seen the handler's
 // note may read them a moment early.
