@@ -49,6 +49,7 @@ type Agent struct {
 	syncOnce  sync.Once
 	closing   chan struct{}
 	closeOnce sync.Once
+	closeErr  error // Shutdown's result, written in closeOnce
 	done      chan struct{}
 	err       error // written before done is closed
 
@@ -247,27 +248,78 @@ func (a *Agent) Stats() Stats {
 	}
 }
 
-// Close says bye to the engines (so they stop counting on this agent at
-// once), stops reading, cancels the handler's ctx, waits for the handler
-// in flight to return and releases the consumer. Close stops between two
-// notifications: a transaction it cuts short is not acknowledged, so a
-// durable agent's next run gets it whole again; an AddFilter that fails
-// while Close cancels it counts as interrupted, not refused, and no result
-// is sent for it. It is idempotent and safe from any goroutine but the
-// handler's own. Filters stay held: Lookup keeps answering.
-func (a *Agent) Close() error {
-	a.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		a.ann.stop(ctx)
-		close(a.closing)
-		a.cancel()
-		a.src.stop()
-		<-a.done
-		a.src.release(ctx, a.lastAcked)
-	})
+// closeGrace bounds what Close waits for: the bye and the last ack
+// reaching the server.
+const closeGrace = 2 * time.Second
+
+// Shutdown stops the agent gracefully, as http.Server.Shutdown does: it
+// says bye to the engines (so they stop counting on this agent at once),
+// stops reading, lets the handler call in flight finish with its ctx
+// intact, makes sure the server has the durable consumer's acks, and
+// releases the consumer. If ctx ends first, the handler's ctx is
+// cancelled and Shutdown returns once the handler has returned.
+//
+// It reports what it could not do: a bye the server did not confirm (the
+// engines then forget the agent only after events.AgentTTL), acks not
+// confirmed (a durable agent's next run may get its last unit again), a
+// handler cut short by ctx. The agent is stopped either way.
+//
+// The agent stops between two notifications: a transaction cut short is
+// not acknowledged, so a durable agent's next run gets it whole again. It
+// is idempotent (later calls return the first call's error) and safe from
+// any goroutine but the handler's own. Filters stay held: Lookup keeps
+// answering.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	a.closeOnce.Do(func() { a.closeErr = a.shutdown(ctx, false) })
 	<-a.done
-	return nil
+	return a.closeErr
+}
+
+// Close stops the agent at once: like Shutdown, but the handler's ctx is
+// cancelled right away, and the bye and the acks are waited for briefly.
+// An AddFilter that fails because Close cancelled it counts as
+// interrupted, not refused, and no result is sent for it.
+func (a *Agent) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+	defer cancel()
+	a.closeOnce.Do(func() { a.closeErr = a.shutdown(ctx, true) })
+	<-a.done
+	return a.closeErr
+}
+
+// shutdown stops the agent; now cancels the handler's ctx at once.
+func (a *Agent) shutdown(ctx context.Context, now bool) error {
+	var errs []error
+	if err := a.ann.stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	// closing before cancel: a handler that fails because its ctx ended
+	// must find the agent closing, or its error would count as a refusal.
+	close(a.closing)
+	if now {
+		a.cancel()
+	}
+	a.src.stop()
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+		a.cancel()
+		<-a.done
+		errs = append(errs, fmt.Errorf("callout: handler cut short: %w", ctx.Err()))
+	}
+	a.cancel()
+	// Acks get a moment of their own when ctx is spent: they decide where
+	// a durable agent's next run starts.
+	rctx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), closeGrace)
+		defer cancel()
+	}
+	if err := a.src.release(rctx, a.lastAcked); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Done is closed when the agent has stopped, after Close or a terminal

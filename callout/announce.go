@@ -126,23 +126,32 @@ func (a *announcer) send(status string) error {
 }
 
 // stop ends the announcements with a "bye" and waits (bounded by ctx)
-// until the server has it. Idempotent; on a closed connection it only
+// until the server has it. It reports a bye that could not be sent or
+// confirmed: engines then forget the agent only after events.AgentTTL.
+// Idempotent (later calls return nil); on a closed connection it only
 // stops.
-func (a *announcer) stop(ctx context.Context) {
+func (a *announcer) stop(ctx context.Context) error {
+	var err error
 	a.stopOnce.Do(func() {
 		close(a.quit)
 		<-a.exited
 		_ = a.sub.Unsubscribe()
 		// A probe answer still running after the unsubscribe finds bye set.
 		if a.nc.IsClosed() {
+			err = fmt.Errorf("callout: bye not sent, the connection is closed; engines forget this agent after %v", events.AgentTTL)
 			return
 		}
-		if err := a.send(events.AgentBye); err != nil {
-			a.log.Warn("could not say bye; engines forget this agent after the TTL", "err", err, "ttl", events.AgentTTL)
-			return
+		if err = a.send(events.AgentBye); err == nil {
+			if _, ok := ctx.Deadline(); !ok { // FlushWithContext insists on one
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, apiTimeout)
+				defer cancel()
+			}
+			err = a.nc.FlushWithContext(ctx)
 		}
-		if err := a.nc.FlushWithContext(ctx); err != nil {
-			a.log.Warn("bye not confirmed by the server", "err", err)
+		if err != nil {
+			err = fmt.Errorf("callout: bye not confirmed by the server (%w); engines forget this agent after %v", err, events.AgentTTL)
 		}
 	})
+	return err
 }

@@ -17,11 +17,12 @@ import (
 // the agent's single notify goroutine. next blocks, for at most wait if
 // wait > 0 (then errHoldTimeout); it returns errStopped once stop was
 // called and a terminal error when it cannot go on. release runs once the
-// notify goroutine has ended, with the last message the agent acked.
+// notify goroutine has ended, with the last message the agent acked, and
+// reports what it could not make sure of.
 type source interface {
 	next(wait time.Duration) (natsjs.Msg, error)
 	stop()
-	release(ctx context.Context, lastAcked natsjs.Msg)
+	release(ctx context.Context, lastAcked natsjs.Msg) error
 }
 
 var (
@@ -87,10 +88,13 @@ func (o *ordered) stop() {
 
 // release deletes the server-side consumer now rather than leaving it to
 // expire after its inactive threshold (5 minutes).
-func (o *ordered) release(ctx context.Context, _ natsjs.Msg) {
+// A consumer that cannot be deleted is no loss (the server drops it
+// itself), so this reports nothing.
+func (o *ordered) release(ctx context.Context, _ natsjs.Msg) error {
 	if info := o.c.CachedInfo(); info != nil {
 		_ = o.stream.DeleteConsumer(ctx, info.Name)
 	}
+	return nil
 }
 
 // durableMaxAckPending is how many messages a durable consumer hands out
@@ -363,16 +367,17 @@ func (d *durable) open() (natsjs.MessagesContext, error) {
 // Messages delivered and not acknowledged (a unit Close cut short,
 // messages read ahead) stay pending; the next agent recreates the
 // consumer at the ack floor to get them at once.
-func (d *durable) release(ctx context.Context, lastAcked natsjs.Msg) {
+func (d *durable) release(ctx context.Context, lastAcked natsjs.Msg) error {
+	if lastAcked == nil || lastAcked.Reply() == "" {
+		return nil // nothing acked this run
+	}
 	if d.conn.IsClosed() {
-		return
+		return errors.New("callout: acks not confirmed, the connection is closed; the next run may get the last unit again")
 	}
-	if lastAcked != nil && lastAcked.Reply() != "" {
-		if _, err := d.conn.RequestWithContext(ctx, lastAcked.Reply(), []byte("+ACK")); err != nil {
-			d.log.Warn("last ack not confirmed by the server", "err", err)
-		}
+	if _, err := d.conn.RequestWithContext(ctx, lastAcked.Reply(), []byte("+ACK")); err != nil {
+		return fmt.Errorf("callout: acks not confirmed by the server (%w); the next run may get the last unit again", err)
 	}
-	_ = d.conn.FlushWithContext(ctx)
+	return nil
 }
 
 func (d *durable) stop() {

@@ -61,8 +61,17 @@ type DeleteResponse struct {
 	Seq uint64 `json:"seq"`
 }
 
-// ListFiltersRequest is an enumeration template (FwpmFilterEnum's).
-type ListFiltersRequest = projection.Template
+// ListFiltersRequest is an enumeration template, as FwpmFilterEnum takes
+// one: every non-empty field must match; the zero value lists every filter.
+type ListFiltersRequest struct {
+	CalloutKey  string `json:"calloutKey,omitempty"`
+	Layer       string `json:"layer,omitempty"`
+	ProviderKey string `json:"providerKey,omitempty"`
+}
+
+func (r ListFiltersRequest) template() projection.Template {
+	return projection.Template{CalloutKey: r.CalloutKey, Layer: r.Layer, ProviderKey: r.ProviderKey}
+}
 
 // ListFiltersResponse is a snapshot of the matching filters as of Seq: the
 // log position an agent can resume live from without a gap (R3a).

@@ -11,9 +11,12 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/wfpnats/wfp/events"
-	"github.com/wfpnats/wfp/jetstream"
-	"github.com/wfpnats/wfp/projection"
 )
+
+// DefaultClientTimeout is how long a call waits for the engine when its
+// context has no deadline. Calls that wait for callout agents (AddFilter,
+// ApplyTx) wait longer: see CallOption.
+const DefaultClientTimeout = 10 * time.Second
 
 // Client calls the management API of the engines serving one prefix.
 // It is safe for concurrent use: concurrent calls are what lets the engine
@@ -27,115 +30,158 @@ type Client struct {
 // ClientOption configures a Client.
 type ClientOption func(*Client)
 
-// WithPrefix sets the subject prefix of the engine's stream (default "wfp").
+// WithPrefix sets the subject prefix of the engine's stream (default
+// events.DefaultPrefix, "wfp").
 func WithPrefix(prefix string) ClientOption { return func(c *Client) { c.subj.Prefix = prefix } }
 
 // WithTimeout sets how long a call waits when its context has no deadline
-// (default 10s).
+// (default DefaultClientTimeout). Calls that wait for callout agents add
+// their notify timeout to it.
 func WithTimeout(d time.Duration) ClientOption { return func(c *Client) { c.timeout = d } }
 
 // NewClient returns a client that talks to the engine over nc.
 func NewClient(nc *nats.Conn, opts ...ClientOption) *Client {
-	c := &Client{nc: nc, subj: events.Subjects{Prefix: jetstream.DefaultPrefix}, timeout: 10 * time.Second}
+	c := &Client{nc: nc, subj: events.Subjects{Prefix: events.DefaultPrefix}, timeout: DefaultClientTimeout}
 	for _, o := range opts {
 		o(c)
 	}
 	return c
 }
 
+// CallOption configures one call. Every method takes them; an option that
+// does not apply to a call is ignored by it.
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	notifyTimeout time.Duration // 0: the engine's default
+}
+
+// WithNotifyTimeout bounds how long an AddFilter or ApplyTx waits for the
+// callout's agents to accept the filters it adds (default
+// DefaultNotifyTimeout); an agent that has not answered by then counts as
+// refusing (R7). When the call's context has no deadline, the client waits
+// for the engine's answer its own timeout plus this, plus the engine's
+// write timeout, so a success is never reported as a timeout.
+func WithNotifyTimeout(d time.Duration) CallOption {
+	return func(o *callOptions) { o.notifyTimeout = d }
+}
+
+func collect(opts []CallOption) (callOptions, error) {
+	var o callOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.notifyTimeout < 0 {
+		return o, errorf(CodeInvalidParameter, "notify timeout %v is negative", o.notifyTimeout)
+	}
+	return o, nil
+}
+
+// notifyWait is what an add waits for beyond its write: the agents'
+// answers and, if one refuses, the take-back.
+func (o callOptions) notifyWait() time.Duration {
+	n := o.notifyTimeout
+	if n == 0 {
+		n = DefaultNotifyTimeout
+	}
+	return n + DefaultWriteTimeout
+}
+
 // AddCallout adds a callout object. An empty key gets a fresh one.
-func (c *Client) AddCallout(ctx context.Context, co events.Callout) (*events.Callout, error) {
+func (c *Client) AddCallout(ctx context.Context, co events.Callout, opts ...CallOption) (*events.Callout, error) {
 	var resp CalloutResponse
-	if err := c.call(ctx, EndpointCalloutAdd, co, &resp); err != nil {
+	if err := c.call(ctx, EndpointCalloutAdd, co, &resp, 0, opts); err != nil {
 		return nil, err
 	}
 	return resp.Callout, nil
 }
 
 // DeleteCallout deletes a callout object no filter names (else ErrInUse).
-func (c *Client) DeleteCallout(ctx context.Context, key string) error {
-	return c.call(ctx, EndpointCalloutDelete, CalloutRef{CalloutKey: key}, &DeleteResponse{})
+func (c *Client) DeleteCallout(ctx context.Context, key string, opts ...CallOption) error {
+	return c.call(ctx, EndpointCalloutDelete, CalloutRef{CalloutKey: key}, &DeleteResponse{}, 0, opts)
 }
 
-// ListCallouts lists every callout object.
-func (c *Client) ListCallouts(ctx context.Context) (*ListCalloutsResponse, error) {
+// ListCallouts lists every callout object with its filter count and agents.
+func (c *Client) ListCallouts(ctx context.Context, opts ...CallOption) (*ListCalloutsResponse, error) {
 	var resp ListCalloutsResponse
-	return &resp, c.call(ctx, EndpointCalloutList, struct{}{}, &resp)
-}
-
-// AddOption configures one AddFilter call.
-type AddOption func(*AddFilterRequest)
-
-// WithNotifyTimeout bounds how long the add waits for the callout's agents
-// to accept the filter (default DefaultNotifyTimeout).
-func WithNotifyTimeout(d time.Duration) AddOption {
-	return func(r *AddFilterRequest) { r.NotifyTimeoutMs = d.Milliseconds() }
+	if err := c.call(ctx, EndpointCalloutList, struct{}{}, &resp, 0, opts); err != nil {
+		return nil, err
+	}
+	return &resp, nil
 }
 
 // AddFilter adds a filter and returns it as stored, with its key and id.
 // An empty key gets a fresh one. If agents are registered for the
 // filter's callout, it returns once they all accepted it; if one refused
 // it, the error is ErrCalloutNotificationFailed (naming the agent and its
-// error) and the filter is not there (R7).
-func (c *Client) AddFilter(ctx context.Context, f events.Filter, opts ...AddOption) (*events.Filter, error) {
-	req := AddFilterRequest{Filter: f}
-	for _, o := range opts {
-		o(&req)
+// error) and the filter is not there (R7). See WithNotifyTimeout.
+func (c *Client) AddFilter(ctx context.Context, f events.Filter, opts ...CallOption) (*events.Filter, error) {
+	o, err := collect(opts)
+	if err != nil {
+		return nil, err
 	}
+	req := AddFilterRequest{Filter: f, NotifyTimeoutMs: o.notifyTimeout.Milliseconds()}
 	var resp FilterResponse
-	if err := c.call(ctx, EndpointFilterAdd, req, &resp); err != nil {
+	if err := c.call(ctx, EndpointFilterAdd, req, &resp, o.notifyWait(), opts); err != nil {
 		return nil, err
 	}
 	return resp.Filter, nil
 }
 
-// DeleteFilter deletes the filter with key.
-func (c *Client) DeleteFilter(ctx context.Context, key string) error {
-	return c.call(ctx, EndpointFilterDelete, FilterRef{FilterKey: key}, &DeleteResponse{})
-}
-
-// DeleteFilterByID deletes the filter with runtime id.
-func (c *Client) DeleteFilterByID(ctx context.Context, id uint64) error {
-	return c.call(ctx, EndpointFilterDelete, FilterRef{FilterID: id}, &DeleteResponse{})
+// DeleteFilter deletes the filter ref names, by key or by runtime id.
+func (c *Client) DeleteFilter(ctx context.Context, ref FilterRef, opts ...CallOption) error {
+	return c.call(ctx, EndpointFilterDelete, ref, &DeleteResponse{}, 0, opts)
 }
 
 // GetFilter returns the filter ref names.
-func (c *Client) GetFilter(ctx context.Context, ref FilterRef) (*events.Filter, error) {
+func (c *Client) GetFilter(ctx context.Context, ref FilterRef, opts ...CallOption) (*events.Filter, error) {
 	var resp FilterResponse
-	if err := c.call(ctx, EndpointFilterGet, ref, &resp); err != nil {
+	if err := c.call(ctx, EndpointFilterGet, ref, &resp, 0, opts); err != nil {
 		return nil, err
 	}
 	return resp.Filter, nil
 }
 
-// ListFilters enumerates the filters matching t, with the log position the
-// list reflects.
-func (c *Client) ListFilters(ctx context.Context, t projection.Template) (*ListFiltersResponse, error) {
+// ListFilters enumerates the filters matching req, with the log position
+// the list reflects.
+func (c *Client) ListFilters(ctx context.Context, req ListFiltersRequest, opts ...CallOption) (*ListFiltersResponse, error) {
 	var resp ListFiltersResponse
-	return &resp, c.call(ctx, EndpointFilterList, t, &resp)
+	if err := c.call(ctx, EndpointFilterList, req, &resp, 0, opts); err != nil {
+		return nil, err
+	}
+	return &resp, nil
 }
 
-// ApplyTx applies a transaction atomically: all its operations or none.
+// ApplyTx applies ops as one transaction, atomically: all of them or none.
 // Filters it added that a callout agent refused are listed in Rejected
-// and were deleted again; the rest stands (R7).
-func (c *Client) ApplyTx(ctx context.Context, tx TxRequest) (*TxResponse, error) {
+// and were deleted again; the rest stands (R7). See WithNotifyTimeout.
+func (c *Client) ApplyTx(ctx context.Context, ops []TxOp, opts ...CallOption) (*TxResponse, error) {
+	o, err := collect(opts)
+	if err != nil {
+		return nil, err
+	}
+	req := TxRequest{Ops: ops, NotifyTimeoutMs: o.notifyTimeout.Milliseconds()}
 	var resp TxResponse
-	if err := c.call(ctx, EndpointTxApply, tx, &resp); err != nil {
+	if err := c.call(ctx, EndpointTxApply, req, &resp, o.notifyWait(), opts); err != nil {
 		return nil, err
 	}
 	return &resp, nil
 }
 
 // call sends one JSON request and decodes the answer; a refused request
-// comes back as *Error with the engine's WFP code.
-func (c *Client) call(ctx context.Context, endpoint string, req, resp any) error {
+// comes back as *Error with the engine's WFP code. Without a deadline in
+// ctx it waits the client's timeout plus extra.
+func (c *Client) call(ctx context.Context, endpoint string, req, resp any, extra time.Duration, opts []CallOption) error {
+	if _, err := collect(opts); err != nil {
+		return err
+	}
 	data, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		ctx, cancel = context.WithTimeout(ctx, c.timeout+extra)
 		defer cancel()
 	}
 	subject := c.subj.API(endpoint)
@@ -144,7 +190,7 @@ func (c *Client) call(ctx context.Context, endpoint string, req, resp any) error
 	case errors.Is(err, nats.ErrNoResponders):
 		return errorf(CodeEngineNotResponding, "no engine answers on %s: is one running with prefix %q?", subject, c.subj.Prefix)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return errorf(CodeTimeout, "no answer on %s: %v", subject, err)
+		return errorf(CodeTimeout, "no answer on %s: %v; the outcome is unknown, list to see it", subject, err)
 	case err != nil:
 		return fmt.Errorf("engine: %s: %w", endpoint, err)
 	}

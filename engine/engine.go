@@ -36,9 +36,13 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxGroup caps how many queued commands one fenced write carries.
 	MaxGroup int
-	// WriteTimeout bounds one write to JetStream and one catch-up.
+	// WriteTimeout bounds one write to JetStream and one catch-up
+	// (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
 }
+
+// DefaultWriteTimeout is Config.WriteTimeout's default.
+const DefaultWriteTimeout = 5 * time.Second
 
 func (c Config) withDefaults() Config {
 	c.Stream = c.Stream.WithDefaults()
@@ -52,7 +56,7 @@ func (c Config) withDefaults() Config {
 		c.MaxGroup = jetstream.MaxBatch
 	}
 	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 5 * time.Second
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	return c
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
-	"github.com/wfpnats/wfp/projection"
 )
 
 func startEngine(t testing.TB, nc *nats.Conn) *Engine {
@@ -61,14 +60,14 @@ func TestAddListDeleteAndErrors(t *testing.T) {
 	if err := c.DeleteCallout(ctx, co.Key); !errors.Is(err, ErrInUse) {
 		t.Fatalf("delete in-use callout: %v", err)
 	}
-	list, err := c.ListFilters(ctx, projection.Template{CalloutKey: co.Key})
+	list, err := c.ListFilters(ctx, ListFiltersRequest{CalloutKey: co.Key})
 	if err != nil || len(list.Filters) != 1 || list.Seq != 2 {
 		t.Fatalf("list: %+v, %v", list, err)
 	}
-	if err := c.DeleteFilterByID(ctx, f.ID); err != nil {
+	if err := c.DeleteFilter(ctx, FilterRef{FilterID: f.ID}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.DeleteFilter(ctx, f.Key); !errors.Is(err, ErrFilterNotFound) {
+	if err := c.DeleteFilter(ctx, FilterRef{FilterKey: f.Key}); !errors.Is(err, ErrFilterNotFound) {
 		t.Fatalf("delete twice: %v", err)
 	}
 	if err := c.DeleteCallout(ctx, co.Key); err != nil {

@@ -46,8 +46,11 @@ func (e *Engine) serve() error {
 		})},
 		{"filter-add", EndpointFilterAdd, e.write(func(data []byte) (command, error) {
 			var r AddFilterRequest
-			err := decode(data, &r)
-			return addFilter{f: r.Filter, notifyTimeout: time.Duration(r.NotifyTimeoutMs) * time.Millisecond}, err
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			d, err := notifyTimeout(r.NotifyTimeoutMs)
+			return addFilter{f: r.Filter, notifyTimeout: d}, err
 		})},
 		{"filter-delete", EndpointFilterDelete, e.write(func(data []byte) (command, error) {
 			var r FilterRef
@@ -56,8 +59,11 @@ func (e *Engine) serve() error {
 		})},
 		{"tx-apply", EndpointTxApply, e.write(func(data []byte) (command, error) {
 			var r TxRequest
-			err := decode(data, &r)
-			return transaction{ops: r.Ops, notifyTimeout: time.Duration(r.NotifyTimeoutMs) * time.Millisecond}, err
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			d, err := notifyTimeout(r.NotifyTimeoutMs)
+			return transaction{ops: r.Ops, notifyTimeout: d}, err
 		})},
 		{"callout-list", EndpointCalloutList, e.listCallouts},
 		{"filter-get", EndpointFilterGet, e.getFilter},
@@ -77,6 +83,15 @@ func decode(data []byte, v any) error {
 		return errorf(CodeInvalidParameter, "request is not valid JSON for this endpoint: %v", err)
 	}
 	return nil
+}
+
+// notifyTimeout reads a request's notifyTimeoutMs: 0 is the default, a
+// negative one a mistake.
+func notifyTimeout(ms int64) (time.Duration, error) {
+	if ms < 0 {
+		return 0, errorf(CodeInvalidParameter, "notifyTimeoutMs: %d is negative", ms)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // write adapts a command parser into a handler that queues the command and
@@ -152,9 +167,9 @@ func (e *Engine) getFilter(req micro.Request) {
 }
 
 func (e *Engine) listFilters(req micro.Request) {
-	var t projection.Template
+	var r ListFiltersRequest
 	if len(req.Data()) > 0 {
-		if err := decode(req.Data(), &t); err != nil {
+		if err := decode(req.Data(), &r); err != nil {
 			respondError(req, err)
 			return
 		}
@@ -162,7 +177,7 @@ func (e *Engine) listFilters(req micro.Request) {
 	var resp ListFiltersResponse
 	e.View(func(s *projection.State) {
 		resp.Seq = s.Seq()
-		resp.Filters = s.Filters(t)
+		resp.Filters = s.Filters(r.template())
 	})
 	// Filters are never changed once folded, only replaced, so they can be
 	// marshalled outside the lock.

@@ -58,7 +58,7 @@ func TestFencingTwoEnginesOneStream(t *testing.T) {
 						Action: events.ActionCalloutInspection, CalloutKey: co.Key})
 				} else {
 					o.op = "delete"
-					o.err = client.DeleteFilter(ctx, key)
+					o.err = client.DeleteFilter(ctx, engine.FilterRef{FilterKey: key})
 				}
 				mu.Lock()
 				outcomes = append(outcomes, o)
@@ -168,12 +168,12 @@ func TestEngineStateEqualsFoldOfLog(t *testing.T) {
 			}
 		default:
 			if len(filters) > 0 {
-				_ = w.client.DeleteFilter(ctx, filters[r.IntN(len(filters))])
+				_ = w.client.DeleteFilter(ctx, engine.FilterRef{FilterKey: filters[r.IntN(len(filters))]})
 			}
 		}
 	}
 	want := foldLog(readLog(t, w.js))
-	resp, err := w.client.ListFilters(ctx, projection.Template{})
+	resp, err := w.client.ListFilters(ctx, engine.ListFiltersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

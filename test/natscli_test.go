@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
 )
 
@@ -36,7 +37,7 @@ func TestNatsCLISeesEngineAndEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.client.DeleteFilter(ctx, f.Key); err != nil {
+	if err := w.client.DeleteFilter(ctx, engine.FilterRef{FilterKey: f.Key}); err != nil {
 		t.Fatal(err)
 	}
 	url := w.srv.ClientURL()

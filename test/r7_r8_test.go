@@ -14,7 +14,6 @@ import (
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
-	"github.com/wfpnats/wfp/projection"
 )
 
 // agentJS gives an agent a connection of its own, so a test can "kill" it
@@ -104,7 +103,7 @@ func TestR7_AddRefusedByOneOfTwoAgentsIsNotAdded(t *testing.T) {
 			t.Fatalf("error %q does not name %q", err, want)
 		}
 	}
-	resp, err := w.client.ListFilters(ctxT(t), projection.Template{CalloutKey: c})
+	resp, err := w.client.ListFilters(ctxT(t), engine.ListFiltersRequest{CalloutKey: c})
 	if err != nil || len(resp.Filters) != 0 {
 		t.Fatalf("refused filter still listed: %+v %v", resp, err)
 	}
@@ -157,7 +156,7 @@ func TestR7_UnansweredAddTimesOutAndIsTakenBack(t *testing.T) {
 	if !errors.Is(err, engine.ErrTimeout) || !strings.Contains(err.Error(), "agent-stuck") {
 		t.Fatalf("unanswered add: %v, want FWP_E_TIMEOUT naming agent-stuck", err)
 	}
-	resp, _ := w.client.ListFilters(ctxT(t), projection.Template{CalloutKey: c})
+	resp, _ := w.client.ListFilters(ctxT(t), engine.ListFiltersRequest{CalloutKey: c})
 	if len(resp.Filters) != 0 {
 		t.Fatal("an unconfirmed filter stayed")
 	}
@@ -179,7 +178,7 @@ func TestR7_DeleteWhoseNotifyFailsStillDeletes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.client.DeleteFilter(ctxT(t), f.Key); err != nil {
+	if err := w.client.DeleteFilter(ctxT(t), engine.FilterRef{FilterKey: f.Key}); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	testkit.Eventually(t, "the delete's notify error counted", func() bool { return a.Stats().HandlerErrors == 1 })
@@ -221,10 +220,10 @@ func TestR8_TransactionWithAnInvalidOperationWritesNothing(t *testing.T) {
 	c := w.addCallout(t)
 	before := w.eng.Seq()
 	f := filterNamed(c, "a")
-	_, err := w.client.ApplyTx(ctxT(t), engine.TxRequest{Ops: []engine.TxOp{
+	_, err := w.client.ApplyTx(ctxT(t), []engine.TxOp{
 		{Op: engine.OpFilterAdd, Filter: &f},
 		{Op: engine.OpCalloutDelete, CalloutKey: c}, // in use by the filter just added
-	}})
+	})
 	if !errors.Is(err, engine.ErrInUse) || !strings.Contains(err.Error(), "ops[1]") {
 		t.Fatalf("invalid transaction: %v, want FWP_E_IN_USE naming ops[1]", err)
 	}
@@ -237,23 +236,23 @@ func TestR8_TransactionWithAnInvalidOperationWritesNothing(t *testing.T) {
 		g := filterNamed(c, fmt.Sprint("f", i))
 		ops[i] = engine.TxOp{Op: engine.OpFilterAdd, Filter: &g}
 	}
-	if _, err := w.client.ApplyTx(ctxT(t), engine.TxRequest{Ops: ops}); !errors.Is(err, engine.ErrInvalidParameter) ||
+	if _, err := w.client.ApplyTx(ctxT(t), ops); !errors.Is(err, engine.ErrInvalidParameter) ||
 		!strings.Contains(err.Error(), "1000") {
 		t.Fatalf("oversized transaction: %v", err)
 	}
 }
 
 // txOf builds a transaction adding n filters for callout c.
-func txOf(c string, n int) (engine.TxRequest, []string) {
-	var req engine.TxRequest
+func txOf(c string, n int) ([]engine.TxOp, []string) {
+	var ops []engine.TxOp
 	var keys []string
 	for i := range n {
 		f := filterNamed(c, fmt.Sprint("tx filter ", i))
 		f.Key = fmt.Sprintf("%08d-0000-4000-8000-000000000000", i+1)
 		keys = append(keys, f.Key)
-		req.Ops = append(req.Ops, engine.TxOp{Op: engine.OpFilterAdd, Filter: &f})
+		ops = append(ops, engine.TxOp{Op: engine.OpFilterAdd, Filter: &f})
 	}
-	return req, keys
+	return ops, keys
 }
 
 // R8: a transaction's filters reach an agent all together: a durable agent
@@ -281,10 +280,13 @@ func TestR8_TransactionReachesAgentWholeAcrossAKill(t *testing.T) {
 	registerOn(t, killJS, c, "agent-durable", firstH, callout.WithDurable("tx-agent"))
 	w.waitAgents(t, c, "agent-durable")
 
-	req, keys := txOf(c, 4)
-	req.NotifyTimeoutMs = 300 // the dead agent will not answer
+	ops, keys := txOf(c, 4)
 	done := make(chan error, 1)
-	go func() { _, err := w.client.ApplyTx(context.Background(), req); done <- err }()
+	go func() {
+		// The dead agent will not answer: give up on it soon.
+		_, err := w.client.ApplyTx(context.Background(), ops, engine.WithNotifyTimeout(300*time.Millisecond))
+		done <- err
+	}()
 	<-inSecond
 	killJS.Conn().Close()
 	// The engine waits for the dead agent until it gives up on it; the
@@ -356,7 +358,7 @@ func TestR7_TransactionRefusalRejectsOnlyThatFilter(t *testing.T) {
 		resp.Rejected[0].Code != engine.CodeCalloutNotificationFailed {
 		t.Fatalf("rejected: %+v", resp.Rejected)
 	}
-	list, _ := w.client.ListFilters(ctxT(t), projection.Template{CalloutKey: c})
+	list, _ := w.client.ListFilters(ctxT(t), engine.ListFiltersRequest{CalloutKey: c})
 	var have []string
 	for _, f := range list.Filters {
 		have = append(have, f.Key)

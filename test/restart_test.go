@@ -16,7 +16,6 @@ import (
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
-	"github.com/wfpnats/wfp/projection"
 )
 
 // engineProc is the engine binary serving its own embedded server.
@@ -91,12 +90,12 @@ func TestRestartAfterSIGKILL(t *testing.T) {
 		}
 		maxID = max(maxID, f.ID)
 		if i%3 == 0 {
-			if err := client.DeleteFilterByID(ctx, f.ID); err != nil {
+			if err := client.DeleteFilter(ctx, engine.FilterRef{FilterID: f.ID}); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	before, err := client.ListFilters(ctx, projection.Template{})
+	before, err := client.ListFilters(ctx, engine.ListFiltersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +113,7 @@ func TestRestartAfterSIGKILL(t *testing.T) {
 	}
 	defer nc.Close()
 	client = engine.NewClient(nc)
-	after, err := client.ListFilters(ctx, projection.Template{})
+	after, err := client.ListFilters(ctx, engine.ListFiltersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

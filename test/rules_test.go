@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/wfpnats/wfp/callout"
+	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
-	"github.com/wfpnats/wfp/projection"
 )
 
 // note is one notification an agent's handler received.
@@ -138,7 +138,7 @@ func (w *world) addFilter(t *testing.T, calloutKey string) *events.Filter {
 
 func (w *world) deleteFilter(t *testing.T, key string) {
 	t.Helper()
-	if err := w.client.DeleteFilter(ctxT(t), key); err != nil {
+	if err := w.client.DeleteFilter(ctxT(t), engine.FilterRef{FilterKey: key}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -239,14 +239,14 @@ func TestR3a_EnumerateByTemplateAtAPosition(t *testing.T) {
 	mk(c1, "L2", "")
 	mk(c2, "L1", prov)
 	for _, tc := range []struct {
-		tmpl projection.Template
+		tmpl engine.ListFiltersRequest
 		want int
 	}{
-		{projection.Template{CalloutKey: c1}, 2},
-		{projection.Template{CalloutKey: c1, Layer: "L1"}, 1},
-		{projection.Template{Layer: "L1", ProviderKey: prov}, 2},
-		{projection.Template{CalloutKey: c1, ProviderKey: prov}, 1},
-		{projection.Template{}, 3},
+		{engine.ListFiltersRequest{CalloutKey: c1}, 2},
+		{engine.ListFiltersRequest{CalloutKey: c1, Layer: "L1"}, 1},
+		{engine.ListFiltersRequest{Layer: "L1", ProviderKey: prov}, 2},
+		{engine.ListFiltersRequest{CalloutKey: c1, ProviderKey: prov}, 1},
+		{engine.ListFiltersRequest{}, 3},
 	} {
 		resp, err := w.client.ListFilters(ctx, tc.tmpl)
 		if err != nil {
@@ -256,7 +256,7 @@ func TestR3a_EnumerateByTemplateAtAPosition(t *testing.T) {
 			t.Errorf("template %+v: %d filters at seq %d, want %d at 5", tc.tmpl, len(resp.Filters), resp.Seq, tc.want)
 		}
 	}
-	resp, _ := w.client.ListFilters(ctx, projection.Template{CalloutKey: c1, Layer: "L1"})
+	resp, _ := w.client.ListFilters(ctx, engine.ListFiltersRequest{CalloutKey: c1, Layer: "L1"})
 	if resp.Filters[0].Key != a.Key || resp.Filters[0].ID != a.ID {
 		t.Fatalf("enumerated %+v, want %s", resp.Filters[0], a.Key)
 	}
@@ -336,7 +336,7 @@ func TestR3b_ReplayAgentRebuildsThenGoesLive(t *testing.T) {
 		t.Fatalf("live notifications after the snapshot:\n got %v\nwant %v", live, want)
 	}
 	// The agent now holds exactly the engine's filters for its callout.
-	resp, err := w.client.ListFilters(ctxT(t), projection.Template{CalloutKey: c})
+	resp, err := w.client.ListFilters(ctxT(t), engine.ListFiltersRequest{CalloutKey: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +442,7 @@ func TestR6_ContextVisibleToClassifyAndHandedBackOnce(t *testing.T) {
 	}
 	testkit.Eventually(t, "classify readers to see the filters", func() bool { return seen.Load() > 1000 })
 	for _, id := range ids {
-		if err := w.client.DeleteFilterByID(ctxT(t), id); err != nil {
+		if err := w.client.DeleteFilter(ctxT(t), engine.FilterRef{FilterID: id}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/natsconn"
-	"github.com/wfpnats/wfp/projection"
 )
 
 // conn holds the flags every management command shares.
@@ -135,22 +134,17 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 		fs.StringVar(&ref.FilterKey, "key", "", "filter key")
 		fs.Uint64Var(&ref.FilterID, "id", 0, "filter id")
 		act = func(cl *engine.Client) error {
-			var err error
-			if ref.FilterKey != "" && ref.FilterID == 0 {
-				err = cl.DeleteFilter(ctx, ref.FilterKey)
-			} else if ref.FilterID != 0 && ref.FilterKey == "" {
-				err = cl.DeleteFilterByID(ctx, ref.FilterID)
-			} else {
+			if (ref.FilterKey == "") == (ref.FilterID == 0) {
 				return fmt.Errorf("filter delete: give --key or --id")
 			}
-			if err != nil {
+			if err := cl.DeleteFilter(ctx, ref); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(stdout, "deleted filter %s\n", refString(ref))
+			_, err := fmt.Fprintf(stdout, "deleted filter %s\n", refString(ref))
 			return err
 		}
 	case "filter list":
-		var t projection.Template
+		var t engine.ListFiltersRequest
 		fs.StringVar(&t.CalloutKey, "callout", "", "only filters naming this callout")
 		fs.StringVar(&t.Layer, "layer", "", "only filters in this layer")
 		fs.StringVar(&t.ProviderKey, "provider", "", "only filters of this provider")

@@ -41,14 +41,13 @@ func txCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	req.NotifyTimeoutMs = notifyTimeout.Milliseconds()
 
 	nc, err := c.dial()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	resp, err := engine.NewClient(nc, engine.WithPrefix(c.prefix)).ApplyTx(ctx, req)
+	resp, err := engine.NewClient(nc, engine.WithPrefix(c.prefix)).ApplyTx(ctx, req.Ops, engine.WithNotifyTimeout(*notifyTimeout))
 	if err != nil {
 		return err
 	}

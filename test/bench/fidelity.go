@@ -9,6 +9,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
 )
 
@@ -28,7 +29,7 @@ func (b *bench) checkFidelity(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := w.client.DeleteFilter(ctx, f.Key); err != nil {
+	if err := w.client.DeleteFilter(ctx, engine.FilterRef{FilterKey: f.Key}); err != nil {
 		return err
 	}
 	cons, err := w.admin.js.OrderedConsumer(ctx, w.cfg.Name, natsjs.OrderedConsumerConfig{})
