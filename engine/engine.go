@@ -80,6 +80,7 @@ type Engine struct {
 
 	agents *registry
 	waits  *waits
+	taken  *taken // requests being answered, for Shutdown
 	subs   []*nats.Subscription
 
 	skipped    atomic.Uint64 // log messages that were not events we act on
@@ -122,6 +123,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		state:    projection.New(),
 		agents:   newRegistry(),
 		waits:    newWaits(),
+		taken:    newTaken(),
 		cmds:     make(chan *request, 4*cfg.MaxGroup),
 		tail:     make(chan tailMsg, 4096),
 		loopDone: make(chan struct{}),
@@ -176,8 +178,9 @@ func (e *Engine) startTail(ctx context.Context) error {
 	return nil
 }
 
-// Close stops serving and writing. Commands still queued are answered with
-// an error.
+// Close stops serving and writing at once. Commands still queued are
+// answered with an error; adds waiting for agents are answered when their
+// wait ends, but a refused one can no longer be taken back. See Shutdown.
 func (e *Engine) Close() {
 	e.closed.Do(func() {
 		if e.svc != nil {

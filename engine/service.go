@@ -107,41 +107,47 @@ func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
 		// returned, when micro.Request must no longer be touched (micro
 		// reads its error state then), so it goes straight to the reply
 		// subject.
+		e.taken.add()
 		reply := req.Reply()
+		answer := func(m *nats.Msg) {
+			e.publishReply(reply, m)
+			e.taken.done()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
 		defer cancel()
 		err = e.enqueue(ctx, cmd, func(evs []*events.Event, seq uint64, err error) {
 			if err != nil {
-				e.publishReply(reply, errorMsg(err))
+				answer(errorMsg(err))
 				return
 			}
 			switch cmd := cmd.(type) {
 			case addFilter:
 				f := evs[0].Filter
 				if f.CalloutKey == "" || len(e.agents.forCallout(f.CalloutKey)) == 0 {
-					e.publishReply(reply, jsonMsg(FilterResponse{Filter: f, Seq: seq}))
+					answer(jsonMsg(FilterResponse{Filter: f, Seq: seq}))
 					return
 				}
 				// R7: wait for the callout's agents off the writer loop.
 				go func() {
 					if rej := e.confirm(evs[0].Filter, cmd.notifyTimeout); rej != nil {
-						e.publishReply(reply, errorMsg(rej.err()))
+						answer(errorMsg(rej.err()))
 						return
 					}
-					e.publishReply(reply, jsonMsg(FilterResponse{Filter: evs[0].Filter, Seq: seq}))
+					answer(jsonMsg(FilterResponse{Filter: evs[0].Filter, Seq: seq}))
 				}()
 			case transaction:
 				go func() {
 					rejected := e.confirmTx(evs, cmd.notifyTimeout)
-					e.publishReply(reply, jsonMsg(TxResponse{FirstSeq: seq, Events: evs, Rejected: rejected}))
+					answer(jsonMsg(TxResponse{FirstSeq: seq, Events: evs, Rejected: rejected}))
 				}()
 			case addCallout:
-				e.publishReply(reply, jsonMsg(CalloutResponse{Callout: evs[0].Callout, Seq: seq}))
+				answer(jsonMsg(CalloutResponse{Callout: evs[0].Callout, Seq: seq}))
 			default:
-				e.publishReply(reply, jsonMsg(DeleteResponse{Seq: seq}))
+				answer(jsonMsg(DeleteResponse{Seq: seq}))
 			}
 		})
 		if err != nil {
+			e.taken.done()
 			respondError(req, err)
 		}
 	}
