@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"sync"
 	"time"
@@ -228,8 +229,19 @@ func (a *Agent) Synced() <-chan struct{} { return a.synced }
 
 // Lookup returns the filter held under filterID and the Context its
 // AddFilter left, for the classify path. It is safe for any number of
-// concurrent callers; the returned Filter must not be modified.
+// concurrent callers, beside the handler; the returned Filter must not be
+// modified.
 func (a *Agent) Lookup(filterID uint64) (*Filter, bool) { return a.filters.get(filterID) }
+
+// LookupKey is Lookup by filter key (the canonical lower-case UUID, as
+// events.ParseKey gives it).
+func (a *Agent) LookupKey(filterKey string) (*Filter, bool) { return a.filters.getKey(filterKey) }
+
+// Filters yields the filters the agent holds now, in no particular order,
+// each with the Context its AddFilter left. It is safe beside the handler:
+// a filter added or deleted while the loop runs may or may not be seen,
+// any other is seen once. The Filters must not be modified.
+func (a *Agent) Filters() iter.Seq[*Filter] { return a.filters.all() }
 
 // Stats returns the agent's counters.
 func (a *Agent) Stats() Stats {

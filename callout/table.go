@@ -1,51 +1,73 @@
 package callout
 
-import "sync"
+import (
+	"iter"
+	"sync"
+)
 
-// table holds the filters whose AddFilter succeeded, by filter id. The
-// classify path reads it from many goroutines while the one notify
-// goroutine writes rarely; sync.Map is built for exactly that (reads take
-// no lock shared with other readers).
-type table struct{ m sync.Map } // uint64 -> *Filter
+// table holds the filters whose AddFilter succeeded, by filter id and by
+// filter key. The classify path reads it from many goroutines while the
+// one notify goroutine writes rarely; sync.Map is built for exactly that
+// (reads take no lock shared with other readers). A filter is in byKey
+// only while it is in byID; between the two stores a reader may see it
+// under one index and not yet the other, never a stale filter.
+type table struct {
+	byID  sync.Map // uint64 -> *Filter
+	byKey sync.Map // string -> *Filter
+}
 
 func (t *table) get(id uint64) (*Filter, bool) {
-	v, ok := t.m.Load(id)
+	v, ok := t.byID.Load(id)
 	if !ok {
 		return nil, false
 	}
 	return v.(*Filter), true
 }
 
-func (t *table) put(f *Filter) { t.m.Store(f.ID, f) }
+func (t *table) getKey(key string) (*Filter, bool) {
+	v, ok := t.byKey.Load(key)
+	if !ok {
+		return nil, false
+	}
+	return v.(*Filter), true
+}
+
+func (t *table) put(f *Filter) {
+	t.byID.Store(f.ID, f)
+	t.byKey.Store(f.Key, f)
+}
 
 // take removes and returns a filter, so its Context is handed back once.
 func (t *table) take(id uint64) (*Filter, bool) {
-	v, ok := t.m.LoadAndDelete(id)
+	v, ok := t.byID.LoadAndDelete(id)
 	if !ok {
 		return nil, false
 	}
-	return v.(*Filter), true
+	f := v.(*Filter)
+	t.byKey.CompareAndDelete(f.Key, f)
+	return f, true
 }
 
-// takeKey finds a filter by key: only for a delete that carries no id,
-// which the engine never writes, so a scan is fine.
+// takeKey removes a filter by key: for a delete that carries no id.
 func (t *table) takeKey(key string) (*Filter, bool) {
-	var found *Filter
-	t.m.Range(func(_, v any) bool {
-		if f := v.(*Filter); f.Key == key {
-			found = f
-			return false
-		}
-		return true
-	})
-	if found == nil {
+	f, ok := t.getKey(key)
+	if !ok {
 		return nil, false
 	}
-	return t.take(found.ID)
+	return t.take(f.ID)
+}
+
+// all yields the held filters, in no particular order. Like ranging over
+// a sync.Map, it sees each filter held throughout at most once, and may or
+// may not see one added or taken meanwhile.
+func (t *table) all() iter.Seq[*Filter] {
+	return func(yield func(*Filter) bool) {
+		t.byID.Range(func(_, v any) bool { return yield(v.(*Filter)) })
+	}
 }
 
 func (t *table) len() int {
 	n := 0
-	t.m.Range(func(_, _ any) bool { n++; return true })
+	t.byID.Range(func(_, _ any) bool { n++; return true })
 	return n
 }
