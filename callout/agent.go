@@ -62,13 +62,7 @@ type Agent struct {
 	lastSeq   uint64     // durable: last stream sequence handled and acked
 	lastAcked natsjs.Msg // durable: the message of that ack
 	snap      snapshot
-	tx        *pendingTx // the transaction whose parts are being held
-	// brokenTx is a transaction whose parts are not all coming together:
-	// its held parts were delivered early (another message came first, or
-	// the rest did not come in time), or it was being written when the
-	// replay snapshot was taken. Its stragglers are delivered as they come.
-	brokenTx string
-	snapTx   string // the last transaction seen in the replay snapshot
+	asm       assembler
 }
 
 // Register starts an agent for calloutKey. ctx bounds the registration
@@ -130,6 +124,7 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 	if a.durable {
 		a.log = a.log.With("durable", o.durable)
 	}
+	a.asm = assembler{log: a.log, n: &a.n}
 	if err := a.open(ctx); err != nil {
 		return nil, err
 	}
@@ -394,7 +389,7 @@ func (a *Agent) run() {
 	b := a.o.newBackoff()
 	for {
 		var wait time.Duration
-		if a.tx != nil {
+		if a.asm.holding() {
 			wait = a.holdTimeout
 		}
 		msg, err := a.src.next(wait)
@@ -404,7 +399,11 @@ func (a *Agent) run() {
 			continue
 		}
 		if errors.Is(err, errHoldTimeout) {
-			a.flushHeld(fmt.Sprintf("the rest did not arrive within %v", wait))
+			for _, u := range a.asm.flush(fmt.Sprintf("the rest did not arrive within %v", wait)) {
+				if !a.deliver(u) {
+					break
+				}
+			}
 			continue
 		}
 		if errors.Is(err, errStopped) || a.isClosing() {

@@ -10,22 +10,9 @@ import (
 	"github.com/wfpnats/wfp/events"
 )
 
-// snapshot tracks the replay snapshot: the first left messages delivered
-// by the consumer created at registration.
-type snapshot struct {
-	active   bool
-	left     uint64 // snapshot messages still to come (count mode)
-	consumer string // the server consumer that delivers the snapshot
-	// until is set when the ordered consumer reset mid-snapshot: the new
-	// consumer restarts from a stream sequence and delivers history as
-	// well, so counting no longer finds the end. The snapshot then ends at
-	// the last message on our subject when the reset was seen.
-	until uint64
-}
-
-// dispatch takes one message from the consumer: it decides whether it
-// belongs to the snapshot or to a transaction, and delivers it, or holds
-// it until its transaction is complete.
+// dispatch takes one message from the consumer and delivers what it
+// completes: the pipeline is metadata, then redelivery check, then
+// snapshot or transaction assembly, then the handler.
 func (a *Agent) dispatch(msg natsjs.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -40,47 +27,41 @@ func (a *Agent) dispatch(msg natsjs.Msg) {
 		a.ack(msg)
 		return
 	}
-	it := item{msg: msg, seq: seq, initial: a.inSnapshot(meta)}
-	if it.initial {
-		// The snapshot is committed state, the last message of each
-		// filter: a transaction's other parts may have been superseded
-		// since, so there is nothing to wait for.
-		if id, _, _, ok := a.txHeaders(msg, seq, false); ok {
-			a.snapTx = id
+	for _, u := range a.units(item{msg: msg, seq: seq, initial: a.snap.contains(meta, a.lastOnSubject, a.log)}) {
+		if !a.deliver(u) {
+			return // closing
 		}
-		a.deliver([]item{it}, false)
-		return
 	}
-	id, i, n, ok := a.txHeaders(msg, seq, true)
-	if !ok || id == a.brokenTx {
-		if a.tx != nil {
-			// One server writes a transaction in one piece, so this should
-			// not happen; never wait for good on it.
-			if !a.flushHeld("a message outside it arrived first") {
-				return
-			}
-		}
-		a.deliver([]item{it}, false)
-		return
-	}
-	a.hold(it, id, i, n)
 }
 
-// deliver hands a unit to the handler: one message, or every part of a
-// transaction (tx), in log order, with post-commit notifications after a
-// transaction's for agents that asked. A durable agent acks the unit's
-// last message once the handler is done with all of it (the consumer acks
-// all before it), so a unit cut short comes again whole. It reports false
-// when Close interrupted the unit.
-func (a *Agent) deliver(items []item, tx bool) bool {
-	msgs := make([]natsjs.Msg, len(items))
-	for i, it := range items {
+// units turns one message into the units it completes. The snapshot is
+// committed state, the last message of each filter: a transaction's other
+// parts may have been superseded since, so there is nothing to wait for.
+func (a *Agent) units(it item) []unit {
+	if it.initial {
+		if id, _, _, ok := a.txHeaders(it.msg, it.seq, false); ok {
+			a.snap.lastTx = id
+		}
+		return []unit{single(it)}
+	}
+	id, i, n, ok := a.txHeaders(it.msg, it.seq, true)
+	return a.asm.push(it, id, i, n, ok)
+}
+
+// deliver hands a unit to the handler, in log order, with post-commit
+// notifications after a transaction's for agents that asked. A durable
+// agent acks the unit's last message once the handler is done with all of
+// it (the consumer acks all before it), so a unit cut short comes again
+// whole. It reports false when Close interrupted the unit.
+func (a *Agent) deliver(u unit) bool {
+	msgs := make([]natsjs.Msg, len(u.items))
+	for i, it := range u.items {
 		msgs[i] = it.msg
 	}
 	stop := a.keepAlive(msgs)
 	var added []uint64
 	done := true
-	for _, it := range items {
+	for _, it := range u.items {
 		if a.isClosing() {
 			done = false
 			break
@@ -94,63 +75,31 @@ func (a *Agent) deliver(items []item, tx bool) bool {
 			added = append(added, id)
 		}
 	}
-	if done && tx && a.o.postCommit {
+	if done && u.tx && a.o.postCommit {
 		a.postCommit(added)
 	}
 	stop()
 	if !done {
 		a.log.Info("closed in the middle of a delivery; it is not acknowledged",
-			"firstSeq", items[0].seq, "lastSeq", items[len(items)-1].seq)
+			"firstSeq", u.items[0].seq, "lastSeq", u.items[len(u.items)-1].seq)
 		return false
 	}
-	last := items[len(items)-1]
+	last := u.items[len(u.items)-1]
 	if a.durable {
 		a.ack(last.msg)
 		a.lastSeq, a.lastAcked = last.seq, last.msg
 	}
-	if tx {
+	if u.tx {
 		a.n.transactions.Add(1)
 	}
-	for _, it := range items {
-		if it.initial {
-			a.advanceSnapshot(it.seq)
+	for _, it := range u.items {
+		if it.initial && a.snap.advance(it.seq) {
+			a.asm.broken = a.snap.lastTx
+			a.log.Info("synced")
+			a.markSynced()
 		}
 	}
 	return true
-}
-
-func (a *Agent) inSnapshot(meta *natsjs.MsgMetadata) bool {
-	s := &a.snap
-	if !s.active {
-		return false
-	}
-	if s.until == 0 && meta.Consumer != s.consumer {
-		s.until = a.lastOnSubject(meta.Sequence.Stream)
-		a.log.Warn("consumer reset during the snapshot; it now ends at a stream sequence",
-			"left", s.left, "until", s.until)
-	}
-	return true
-}
-
-func (a *Agent) advanceSnapshot(seq uint64) {
-	s := &a.snap
-	if !s.active {
-		return
-	}
-	if s.until != 0 {
-		s.active = seq < s.until
-	} else {
-		s.left--
-		s.active = s.left > 0
-	}
-	if !s.active {
-		// A transaction being stored when the snapshot was taken may have
-		// its first parts in the snapshot and the rest live: deliver those
-		// as they come rather than wait for parts already delivered.
-		a.brokenTx = a.snapTx
-		a.log.Info("synced")
-		a.markSynced()
-	}
 }
 
 // lastOnSubject is the stream sequence of the newest message on the

@@ -3,6 +3,7 @@ package callout
 import (
 	"cmp"
 	"errors"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -98,61 +99,92 @@ func (a *Agent) txHeaders(msg natsjs.Msg, seq uint64, warn bool) (id string, i, 
 	return id, i, n, true
 }
 
-// hold adds a live transaction part; once the transaction is complete it
-// delivers it. It reports false when Close interrupted a delivery.
-func (a *Agent) hold(it item, id string, i, n int) bool {
-	if a.tx != nil && a.tx.id != id {
-		if !a.flushHeld("a message of another transaction arrived first") {
-			return false
-		}
+// unit is what the handler gets in one go: one message, or the parts of a
+// transaction (tx) with nothing between them.
+type unit struct {
+	items []item
+	tx    bool // every part of a transaction: post-commit notifications follow
+}
+
+func single(it item) unit { return unit{items: []item{it}} }
+
+// assembler groups live messages into units: a message outside any
+// transaction is a unit of its own, the parts of a transaction are held
+// until all n have come. It does no I/O; the agent delivers what it
+// returns, in order.
+type assembler struct {
+	held *pendingTx // the transaction whose parts are being held
+	// broken is a transaction whose parts are not all coming together:
+	// its held parts were delivered early (another message came first, or
+	// the rest did not come in time), or it was being written when the
+	// replay snapshot was taken. Its stragglers are delivered as they come.
+	broken string
+	log    *slog.Logger
+	n      *counters
+}
+
+// holding reports whether parts are held, so the reader waits for the
+// rest only so long (txHoldTimeout).
+func (as *assembler) holding() bool { return as.held != nil }
+
+// push takes one live message; tx says whether it carried valid
+// transaction headers (id, part i of n). It returns the units ready now.
+func (as *assembler) push(it item, id string, i, n int, tx bool) []unit {
+	if !tx || id == as.broken {
+		// One server writes a transaction in one piece, so parts held
+		// while something else arrives should not happen; never wait for
+		// good on them.
+		return append(as.flush("a message outside it arrived first"), single(it))
 	}
-	if a.tx == nil {
+	var out []unit
+	if as.held != nil && as.held.id != id {
+		out = as.flush("a message of another transaction arrived first")
+	}
+	if as.held == nil {
 		if i != 1 {
 			// Delivery is in log order, so parts before i lie before where
 			// this agent started reading (a live agent registered, or a
 			// durable was created, while the batch was being stored): they
 			// are not coming. Deliver the rest together.
-			a.log.Info("transaction began before this agent's first message; holding the parts from here on",
+			as.log.Info("transaction began before this agent's first message; holding the parts from here on",
 				"txId", id, "from", i, "of", n, "seq", it.seq)
 		}
-		a.tx = newPendingTx(id, i, n)
+		as.held = newPendingTx(id, i, n)
 	}
-	switch a.tx.put(i, n, it) {
+	switch as.held.put(i, n, it) {
 	case putDuplicate:
 		// Redelivered (a durable consumer recreated under us): held already.
-		// Not acked: with AckAll its ack would cover the held parts too.
-		a.n.duplicates.Add(1)
-		return true
+		// Not delivered again, nor acked: with AckAll its ack would cover
+		// the held parts too.
+		as.n.duplicates.Add(1)
+		return out
 	case putMismatch:
-		a.log.Warn("transaction part does not fit the parts held; treating it as outside any transaction",
-			"txId", id, "txPart", events.TxPart(i, n), "seq", it.seq, "heldOf", a.tx.n)
-		if !a.flushHeld("a part that does not fit arrived") {
-			return false
-		}
-		return a.deliver([]item{it}, false)
+		as.log.Warn("transaction part does not fit the parts held; treating it as outside any transaction",
+			"txId", id, "txPart", events.TxPart(i, n), "seq", it.seq, "heldOf", as.held.n)
+		return append(append(out, as.flush("a part that does not fit arrived")...), single(it))
 	}
-	a.n.heldTxParts.Store(int64(len(a.tx.parts)))
-	if !a.tx.complete() {
-		return true
+	as.n.heldTxParts.Store(int64(len(as.held.parts)))
+	if !as.held.complete() {
+		return out
 	}
-	p := a.tx
-	a.tx = nil
-	a.n.heldTxParts.Store(0)
-	return a.deliver(p.items(), true)
+	p := as.held
+	as.held = nil
+	as.n.heldTxParts.Store(0)
+	return append(out, unit{items: p.items(), tx: true})
 }
 
-// flushHeld delivers the parts of an incomplete transaction, so that the
-// agent never waits for good; the transaction's later parts, if any come,
-// are delivered as they come. It reports false when Close interrupted it.
-func (a *Agent) flushHeld(why string) bool {
-	p := a.tx
+// flush gives up waiting for the rest of the held transaction and returns
+// its parts as one unit, so that the agent never waits for good; the
+// transaction's later parts, if any come, are delivered as they come.
+func (as *assembler) flush(why string) []unit {
+	p := as.held
 	if p == nil {
-		return true
+		return nil
 	}
-	a.tx = nil
-	a.n.heldTxParts.Store(0)
-	a.brokenTx = p.id
-	a.log.Warn("transaction incomplete: delivering the parts held so far, because "+why,
+	as.held = nil
+	as.n.heldTxParts.Store(0)
+	as.broken = p.id
+	as.log.Warn("transaction incomplete: delivering the parts held so far, because "+why,
 		"txId", p.id, "held", len(p.parts), "of", p.n)
-	return a.deliver(p.items(), false)
+	return []unit{{items: p.items()}}
 }

@@ -1,0 +1,53 @@
+package callout
+
+import (
+	"log/slog"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// snapshot tracks the replay snapshot: the first left messages delivered
+// by the consumer created at registration.
+type snapshot struct {
+	active   bool
+	left     uint64 // snapshot messages still to come (count mode)
+	consumer string // the server consumer that delivers the snapshot
+	// until is set when the ordered consumer reset mid-snapshot: the new
+	// consumer restarts from a stream sequence and delivers history as
+	// well, so counting no longer finds the end. The snapshot then ends at
+	// the last message on our subject when the reset was seen.
+	until uint64
+	// lastTx is the last transaction seen in the snapshot: one being
+	// written as the snapshot was taken may have its first parts in it and
+	// the rest live.
+	lastTx string
+}
+
+// contains reports whether a message belongs to the snapshot. On the first
+// message from another consumer (a reset) it asks lastOnSubject where the
+// snapshot ends.
+func (s *snapshot) contains(meta *natsjs.MsgMetadata, lastOnSubject func(seq uint64) uint64, log *slog.Logger) bool {
+	if !s.active {
+		return false
+	}
+	if s.until == 0 && meta.Consumer != s.consumer {
+		s.until = lastOnSubject(meta.Sequence.Stream)
+		log.Warn("consumer reset during the snapshot; it now ends at a stream sequence", "left", s.left, "until", s.until)
+	}
+	return true
+}
+
+// advance counts a snapshot message handled; it reports whether that
+// ended the snapshot.
+func (s *snapshot) advance(seq uint64) (ended bool) {
+	if !s.active {
+		return false
+	}
+	if s.until != 0 {
+		s.active = seq < s.until
+	} else {
+		s.left--
+		s.active = s.left > 0
+	}
+	return !s.active
+}
