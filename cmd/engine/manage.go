@@ -111,7 +111,7 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 		fs.StringVar(&f.Description, "description", "", "description")
 		fs.StringVar(&f.Layer, "layer", "", "layer (required)")
 		fs.Uint64Var(&f.Weight, "weight", 0, "weight")
-		fs.StringVar(&action, "action", "", "action: permit, block, callout-terminating, callout-inspection, callout-unknown (required)")
+		fs.StringVar(&action, "action", "", "action, one of "+actionNames()+" (required)")
 		fs.StringVar(&f.CalloutKey, "callout", "", "callout key, for callout actions")
 		fs.StringVar(&f.ProviderKey, "provider", "", "provider key (UUID)")
 		fs.Var((*conditions)(&f.Conditions), "condition", "condition FIELD=VALUE (repeatable)")
@@ -216,4 +216,13 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// actionNames lists the actions as events defines them.
+func actionNames() string {
+	names := make([]string, len(events.ActionTypes))
+	for i, a := range events.ActionTypes {
+		names[i] = string(a)
+	}
+	return strings.Join(names, ", ")
 }
