@@ -32,8 +32,16 @@ import (
 // Config configures an engine. The zero value works: stream "WFP", prefix
 // "wfp", one replica.
 type Config struct {
-	Stream jetstream.StreamConfig
-	Logger *slog.Logger
+	// Stream names the stream that holds the log (default
+	// events.DefaultStream); the engine creates it if it is missing.
+	Stream string
+	// Prefix heads every subject of the deployment: events, the API and
+	// the agent protocol (default events.DefaultPrefix).
+	Prefix string
+	// Replicas is the stream's replica count when the engine creates or
+	// updates it (default 1; 3 or 5 on a cluster).
+	Replicas int
+	Logger   *slog.Logger
 	// MaxGroup caps how many queued commands one fenced write carries.
 	MaxGroup int
 	// WriteTimeout bounds one write to JetStream and one catch-up
@@ -44,8 +52,14 @@ type Config struct {
 // DefaultWriteTimeout is Config.WriteTimeout's default.
 const DefaultWriteTimeout = 5 * time.Second
 
+// streamConfig is the stream setup the config asks for, defaults applied.
+func (c Config) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{Name: c.Stream, Prefix: c.Prefix, Replicas: c.Replicas}.WithDefaults()
+}
+
 func (c Config) withDefaults() Config {
-	c.Stream = c.Stream.WithDefaults()
+	sc := c.streamConfig()
+	c.Stream, c.Prefix, c.Replicas = sc.Name, sc.Prefix, sc.Replicas
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -110,14 +124,14 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	stream, err := jetstream.EnsureStream(ctx, js, cfg.Stream)
+	stream, err := jetstream.EnsureStream(ctx, js, cfg.streamConfig())
 	if err != nil {
 		return nil, err
 	}
 	e := &Engine{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		subj:     events.Subjects{Prefix: cfg.Stream.Prefix},
+		subj:     events.Subjects{Prefix: cfg.Prefix},
 		nc:       nc,
 		js:       js,
 		state:    projection.New(),
@@ -152,7 +166,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	f, c := e.state.Len()
-	e.log.Info("engine ready", "stream", cfg.Stream.Name, "prefix", cfg.Stream.Prefix,
+	e.log.Info("engine ready", "stream", cfg.Stream, "prefix", cfg.Prefix,
 		"seq", e.state.Seq(), "filters", f, "callouts", c, "skipped", e.skipped.Load())
 	return e, nil
 }
@@ -161,7 +175,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 // after the state's position. Its messages are folded by the writer loop (or
 // by catchUp before the loop starts).
 func (e *Engine) startTail(ctx context.Context) error {
-	cons, err := e.js.OrderedConsumer(ctx, e.cfg.Stream.Name, natsjs.OrderedConsumerConfig{
+	cons, err := e.js.OrderedConsumer(ctx, e.cfg.Stream, natsjs.OrderedConsumerConfig{
 		DeliverPolicy: natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:   e.state.Seq() + 1,
 	})

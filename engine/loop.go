@@ -345,7 +345,7 @@ func (e *Engine) messages(evs []*events.Event) ([]*nats.Msg, error) {
 func (e *Engine) lastSeq(ctx context.Context) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
 	defer cancel()
-	s, err := e.js.Stream(ctx, e.cfg.Stream.Name)
+	s, err := e.js.Stream(ctx, e.cfg.Stream)
 	if err != nil {
 		return 0, err
 	}

@@ -22,14 +22,14 @@ func (e *Engine) serve() error {
 	svc, err := micro.AddService(e.nc, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
-		Description: "WFP-style filter engine; events on stream " + e.cfg.Stream.Name,
-		Metadata:    map[string]string{"stream": e.cfg.Stream.Name, "prefix": e.cfg.Stream.Prefix},
+		Description: "WFP-style filter engine; events on stream " + e.cfg.Stream,
+		Metadata:    map[string]string{"stream": e.cfg.Stream, "prefix": e.cfg.Prefix},
 	})
 	if err != nil {
 		return fmt.Errorf("engine: micro service: %w", err)
 	}
 	e.svc = svc
-	g := svc.AddGroup(e.cfg.Stream.Prefix + ".api")
+	g := svc.AddGroup(e.cfg.Prefix + ".api")
 	endpoints := []struct {
 		name, subject string
 		h             micro.HandlerFunc

@@ -11,7 +11,6 @@ import (
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
-	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/jetstream/embedded"
 )
 
@@ -55,7 +54,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer nc.Close()
 
 	e, err := engine.Start(ctx, nc, engine.Config{
-		Stream: jetstream.StreamConfig{Name: *stream, Prefix: *prefix, Replicas: *replicas},
+		Stream: *stream, Prefix: *prefix, Replicas: *replicas,
 		Logger: log,
 	})
 	if err != nil {

@@ -2,7 +2,7 @@
 // embedded nats-server with JetStream, a connection to it, the event-log
 // stream, a buffer safe for concurrent use, and a poll-until-true wait.
 //
-// It imports only jetstream and the NATS client packages, so the in-package
+// It imports only jetstream, embedded and the NATS client packages, so the in-package
 // tests of engine and callout can use it without an import cycle. The
 // jetstream package's own tests cannot (testkit imports jetstream).
 package testkit
@@ -10,6 +10,7 @@ package testkit
 import (
 	"bytes"
 	"context"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -115,5 +116,30 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(pollEvery)
+	}
+}
+
+// ExampleServer starts a real embedded nats-server with JetStream for a
+// runnable Example, which has no testing.T: in process only (no TCP
+// port), stored in a fresh temporary directory. It returns a connection
+// and a func that closes it, stops the server and removes the directory;
+// it panics if the server cannot start, failing the example.
+func ExampleServer() (*nats.Conn, func()) {
+	dir, err := os.MkdirTemp("", "wfp-example-")
+	if err != nil {
+		panic(err)
+	}
+	srv, err := embedded.Start(embedded.Options{StoreDir: dir, NoListen: true, NoLog: true})
+	if err != nil {
+		panic(err)
+	}
+	nc, err := srv.Connect()
+	if err != nil {
+		panic(err)
+	}
+	return nc, func() {
+		nc.Close()
+		srv.Shutdown()
+		_ = os.RemoveAll(dir)
 	}
 }

@@ -208,7 +208,7 @@ func runChildSpec(s childSpec) (r childResult) {
 		}
 	case kindColdEngine, kindMemEngine:
 		var e *engine.Engine
-		if e, err = engine.Start(ctx, nc, engine.Config{Stream: cfg, Logger: quiet}); err == nil {
+		if e, err = engine.Start(ctx, nc, engine.Config{Stream: cfg.Name, Prefix: cfg.Prefix, Replicas: cfg.Replicas, Logger: quiet}); err == nil {
 			defer e.Close()
 			r.Filters = e.Stats().Filters
 			keep = append(keep, e)

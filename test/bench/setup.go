@@ -34,7 +34,7 @@ func (b *bench) startEngine(ctx context.Context, name, prefix string) (*engineWo
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.Start(ctx, enc, engine.Config{Stream: cfg, Logger: quiet})
+	eng, err := engine.Start(ctx, enc, engine.Config{Stream: cfg.Name, Prefix: cfg.Prefix, Replicas: cfg.Replicas, Logger: quiet})
 	if err != nil {
 		return nil, fmt.Errorf("engine start: %w", err)
 	}
