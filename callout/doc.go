@@ -3,20 +3,27 @@
 // callout's notifyFn.
 //
 // An agent is registered for one callout key with a Handler, much like an
-// http.Handler is registered for a path:
+// http.Handler is registered for a path. Here each filter gets a state of
+// the callout's own, made at add and released at delete (Example runs
+// this):
+//
+//	type portState struct{ port string }
 //
 //	agent, err := callout.Register(ctx, js, calloutKey, callout.HandlerFunc(
 //		func(ctx context.Context, t callout.NotifyType, f *callout.Filter) error {
 //			switch t {
 //			case callout.AddFilter:
-//				f.Context = newState(f) // kept per filter, see Agent.Lookup
+//				f.Context = &portState{port: f.Conditions[0].Value} // kept per filter, see Agent.Lookup
 //			case callout.DeleteFilter:
-//				if st, ok := f.Context.(*state); ok { // nil for filters added before us (R4)
-//					st.release()
+//				if st, ok := f.Context.(*portState); ok { // nil for filters added before us (R4)
+//					log.Printf("released port %s", st.port)
 //				}
 //			}
 //			return nil // unknown types: ignore and succeed (R5)
 //		}))
+//
+// js is a nats.go jetstream.JetStream; callout.WithStream names another
+// stream and subject prefix than the defaults.
 //
 // The handler is called from one goroutine, in log order. The classify path
 // reads a filter's context concurrently with Agent.Lookup.

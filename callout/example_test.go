@@ -25,6 +25,25 @@ func inspectTelnet(name, port string) events.Filter {
 		CalloutKey: telnetCallout, Conditions: []events.Condition{{Field: "IP_REMOTE_PORT", Value: port}}}
 }
 
+// setupTelnet starts what the examples after the first share: a NATS
+// server and an engine in this process, with the telnet callout object.
+func setupTelnet() (*engine.Client, jetstream.JetStream, func()) {
+	nc, stop := testkit.ExampleServer()
+	eng, err := engine.Start(context.Background(), nc, engine.Config{Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	client := engine.NewClient(nc)
+	if _, err := client.AddCallout(context.Background(), events.Callout{Key: telnetCallout, Name: "telnet inspector"}); err != nil {
+		panic(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		panic(err)
+	}
+	return client, js, func() { eng.Close(); stop() }
+}
+
 // portState is a callout's own state for one filter: made at AddFilter,
 // read by the classify path, released at DeleteFilter.
 type portState struct {
@@ -91,18 +110,9 @@ func Example() {
 // An agent in replay mode first gets the callout's current filters,
 // marked Initial, then Synced is closed, then it goes on live (R3).
 func ExampleWithMode() {
-	nc, stop := testkit.ExampleServer()
+	client, js, stop := setupTelnet() // a NATS server, an engine and the callout object
 	defer stop()
 	ctx := context.Background()
-	eng, err := engine.Start(ctx, nc, engine.Config{Logger: quiet})
-	if err != nil {
-		panic(err)
-	}
-	defer eng.Close()
-	client := engine.NewClient(nc)
-	if _, err := client.AddCallout(ctx, events.Callout{Key: telnetCallout, Name: "telnet inspector"}); err != nil {
-		panic(err)
-	}
 	// Two filters exist before the agent registers.
 	for _, f := range []events.Filter{inspectTelnet("inspect telnet", "23"), inspectTelnet("inspect telnet-ssl", "992")} {
 		if _, err := client.AddFilter(ctx, f); err != nil {
@@ -110,10 +120,6 @@ func ExampleWithMode() {
 		}
 	}
 
-	js, err := jetstream.New(nc)
-	if err != nil {
-		panic(err)
-	}
 	agent, err := callout.Register(ctx, js, telnetCallout, callout.HandlerFunc(
 		func(ctx context.Context, t callout.NotifyType, f *callout.Filter) error {
 			fmt.Printf("%s %q initial=%v\n", t, f.Name, f.Initial)
@@ -134,22 +140,9 @@ func ExampleWithMode() {
 // The classify path finds a filter by id, from any goroutine, with the
 // state its AddFilter made.
 func ExampleAgent_Lookup() {
-	nc, stop := testkit.ExampleServer()
+	client, js, stop := setupTelnet() // a NATS server, an engine and the callout object
 	defer stop()
 	ctx := context.Background()
-	eng, err := engine.Start(ctx, nc, engine.Config{Logger: quiet})
-	if err != nil {
-		panic(err)
-	}
-	defer eng.Close()
-	client := engine.NewClient(nc)
-	if _, err := client.AddCallout(ctx, events.Callout{Key: telnetCallout, Name: "telnet inspector"}); err != nil {
-		panic(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		panic(err)
-	}
 	added := make(chan uint64, 1)
 	agent, err := callout.Register(ctx, js, telnetCallout, callout.HandlerFunc(
 		func(ctx context.Context, t callout.NotifyType, f *callout.Filter) error {

@@ -106,26 +106,33 @@ func TestNegativeNotifyTimeoutRefused(t *testing.T) {
 	}
 }
 
-// Shutdown answers the requests it took before stopping: here an add that
-// waits for its agent.
-func TestShutdownFinishesTakenRequests(t *testing.T) {
+// addWaitingForAgent starts an engine with a gated agent and an add that
+// waits for it (R7); it returns once the agent's handler has the add.
+func addWaitingForAgent(t *testing.T) (e *Engine, c *Client, added chan error, gate chan struct{}) {
+	t.Helper()
 	srv := testkit.Server(t)
 	nc := testkit.Conn(t, srv)
-	e := startEngine(t, nc)
-	c := NewClient(nc)
+	e = startEngine(t, nc)
+	c = NewClient(nc)
 	co, err := c.AddCallout(context.Background(), events.Callout{Name: "gated"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	entered, gate := gatedAgent(t, testkit.Conn(t, srv), co.Key)
 	waitAgents(t, e, co.Key, 1)
-
-	added := make(chan error, 1)
+	added = make(chan error, 1)
 	go func() {
 		_, err := c.AddFilter(context.Background(), events.Filter{Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co.Key})
 		added <- err
 	}()
 	<-entered
+	return e, c, added, gate
+}
+
+// Shutdown answers the requests it took before stopping: here an add that
+// waits for its agent.
+func TestShutdownFinishesTakenRequests(t *testing.T) {
+	e, c, added, gate := addWaitingForAgent(t)
 	stopped := make(chan error, 1)
 	go func() { stopped <- e.Shutdown(context.Background()) }()
 	// The API is gone at once: new requests find no engine...
@@ -150,21 +157,8 @@ func TestShutdownFinishesTakenRequests(t *testing.T) {
 
 // When Shutdown's ctx ends first it stops anyway and says what it left.
 func TestShutdownDeadlineReportsUnanswered(t *testing.T) {
-	srv := testkit.Server(t)
-	nc := testkit.Conn(t, srv)
-	e := startEngine(t, nc)
-	c := NewClient(nc)
-	co, err := c.AddCallout(context.Background(), events.Callout{Name: "gated"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	entered, gate := gatedAgent(t, testkit.Conn(t, srv), co.Key)
+	e, _, _, gate := addWaitingForAgent(t)
 	defer close(gate)
-	waitAgents(t, e, co.Key, 1)
-	go func() {
-		_, _ = c.AddFilter(context.Background(), events.Filter{Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co.Key})
-	}()
-	<-entered
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := e.Shutdown(ctx); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "1 request(s) left unanswered") {

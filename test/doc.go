@@ -1,5 +1,5 @@
 // Package test holds the end-to-end suites: the engine, the callout agents
 // and the command-line tools against a real nats-server with JetStream
 // (embedded in the test process, or the engine binary run as a process).
-// Tests name the DESIGN.md rule (R1–R8) they check.
+// Tests name the rule (R1–R8, docs/ARCHITECTURE.md) they check.
 package test
