@@ -122,9 +122,11 @@ func (e *Server) ClientURL() string {
 }
 
 // Connect opens an in-process connection (no TCP) to the server; opts are
-// applied after the in-process option.
+// applied after the in-process option. The handshake may take up to 10 s
+// rather than nats.go's 2 s: in process there is no network to wait for,
+// only a busy machine, and a slow start is better than a failed one.
 func (e *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	all := append([]nats.Option{nats.InProcessServer(e.NATS)}, opts...)
+	all := append([]nats.Option{nats.InProcessServer(e.NATS), nats.Timeout(10 * time.Second)}, opts...)
 	nc, err := nats.Connect("", all...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: connect: %w", err)
