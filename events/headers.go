@@ -1,6 +1,10 @@
 package events
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
 
 // Header names. Nats-Msg-Id is JetStream's own: with the event id in it, a
 // re-sent event is stored once.
@@ -62,4 +66,55 @@ func (s Subjects) Message(e *Event) (Message, error) {
 		}
 	}
 	return m, nil
+}
+
+// Compaction. A tombstone (FilterDeleted, CalloutDeleted) replaces its
+// subject's history: the server drops every earlier message on the
+// subject when it stores a message carrying Nats-Rollup: sub, so the log
+// holds one message per filter. With a horizon, the tombstone itself
+// carries Nats-TTL and the server removes it once that has passed; the
+// log then holds the live state plus the recent deletes.
+//
+// The stream records its horizon in its metadata under MetaHorizon (whole
+// seconds; absent or "0": tombstones are kept for ever), so every reader
+// knows how long a delete stays readable. A reader away from the log for
+// longer than that cannot trust it to show every delete, and resyncs.
+const (
+	HeaderRollup  = "Nats-Rollup"
+	RollupSubject = "sub" // the value of HeaderRollup: roll up this subject only
+	HeaderTTL     = "Nats-TTL"
+	MetaHorizon   = "wfp.horizon"
+)
+
+// FormatTTL renders a horizon as the value of Nats-TTL and MetaHorizon:
+// whole seconds, rounded up, so a tombstone never leaves earlier than the
+// horizon says. The server's smallest TTL is one second.
+func FormatTTL(d time.Duration) string {
+	s := (d + time.Second - 1) / time.Second
+	return strconv.FormatInt(int64(max(s, 1)), 10)
+}
+
+// ParseHorizon reads a MetaHorizon value: 0 for absent, empty or "0"
+// (tombstones kept for ever).
+func ParseHorizon(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	s, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: want whole seconds", MetaHorizon, v)
+	}
+	return time.Duration(s) * time.Second, nil
+}
+
+// Compact makes m a tombstone that rolls up its subject and, for
+// ttl > 0, expires after ttl. It is for FilterDeleted and CalloutDeleted
+// messages only: a rolled-up add would erase the history of a filter that
+// still exists.
+func (m Message) Compact(ttl time.Duration) {
+	h := header(m.Header)
+	h.Set(HeaderRollup, RollupSubject)
+	if ttl > 0 {
+		h.Set(HeaderTTL, FormatTTL(ttl))
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/wfpnats/wfp/events"
 )
 
 // MaxBatch is the most messages PublishFenced writes as one unit: the
@@ -111,15 +113,41 @@ func PublishFenced(ctx context.Context, js natsjs.JetStream, expectedLast uint64
 		return ack.Sequence, nil
 	}
 
-	// AckFirst=false: messages 1..n-1 go out as plain publishes and only
-	// the commit waits for an answer, so the batch costs one round trip.
-	// The server checks the fence when it sees the first message and
-	// answers the commit with the verdict for the whole batch.
-	ack, err := jetstreamext.PublishMsgBatch(ctx, js, out, jetstreamext.BatchFlowControl{AckFirst: false})
+	keepFirstRollups(out)
+	ack, err := publishBatch(ctx, js, out)
 	if err != nil {
 		return 0, publishError(expectedLast, "atomic batch publish", err)
 	}
 	return ack.Sequence, nil
+}
+
+// publishBatch sends msgs as one atomic batch. AckFirst=false: messages
+// 1..n-1 go out as plain publishes and only the commit waits for an
+// answer, so the batch costs one round trip. The server checks the fence
+// when it sees the first message and answers the commit with the verdict
+// for the whole batch.
+func publishBatch(ctx context.Context, js natsjs.JetStream, msgs []*nats.Msg) (*jetstreamext.BatchAck, error) {
+	return jetstreamext.PublishMsgBatch(ctx, js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+}
+
+// keepFirstRollups removes Nats-Rollup, and Nats-TTL with it, from every
+// message of an atomic batch whose subject an earlier message of the
+// batch writes. The server allows a roll-up only on the first message of
+// its subject in a batch and refuses the whole batch otherwise; and a
+// tombstone that cannot roll up must not expire either, or the add it
+// leaves behind it would be the subject's last message again, a deleted
+// filter come back. Such a tombstone (a filter added and deleted in one
+// transaction) stays for good, until the subject's next roll-up.
+// The messages are the caller's copies (see copyForPublish).
+func keepFirstRollups(msgs []*nats.Msg) {
+	seen := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		if seen[m.Subject] {
+			m.Header.Del(events.HeaderRollup)
+			m.Header.Del(events.HeaderTTL)
+		}
+		seen[m.Subject] = true
+	}
 }
 
 // copyForPublish copies m's subject, data and headers. Headers that this

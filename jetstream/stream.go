@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -27,6 +28,11 @@ type StreamConfig struct {
 	Name     string // default "WFP"
 	Prefix   string // subject prefix, default "wfp"
 	Replicas int    // default 1
+	// Horizon is how long a tombstone stays in the log before the server
+	// removes it (its Nats-TTL), recorded in the stream's metadata
+	// (events.MetaHorizon) for readers. 0 keeps tombstones for ever.
+	// Whole seconds: it is rounded up.
+	Horizon time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -40,7 +46,18 @@ func (c StreamConfig) WithDefaults() StreamConfig {
 	if c.Replicas <= 0 {
 		c.Replicas = 1
 	}
+	if c.Horizon < 0 {
+		c.Horizon = 0
+	}
 	return c
+}
+
+// horizonMeta is the stream metadata value that records c.Horizon.
+func (c StreamConfig) horizonMeta() string {
+	if c.Horizon <= 0 {
+		return "0"
+	}
+	return events.FormatTTL(c.Horizon)
 }
 
 // Subjects returns the stream's subjects (events.Subjects.Stream).
@@ -63,8 +80,13 @@ func (c StreamConfig) validate() error {
 // truth, so nothing may age it out or cap it: no limits, limits retention,
 // discard old (never reached without limits, but the least surprising if an
 // operator adds one). MaxMsgsPerSubject stays unlimited on purpose: with
-// last-per-subject consumers it triggers a linear scan (nats-server #7821),
-// and we need the history anyway.
+// last-per-subject consumers it triggers a linear scan (nats-server #7821).
+//
+// Compaction is the writer's doing, message by message: a tombstone
+// carries Nats-Rollup: sub (AllowRollup; the server refuses roll-ups on a
+// stream that denies purge, so DenyPurge is owned too, and off) and, with
+// a horizon, Nats-TTL (AllowMsgTTL, which the server never lets a stream
+// turn off again, so it is on whatever the horizon).
 func (c StreamConfig) natsConfig() natsjs.StreamConfig {
 	return natsjs.StreamConfig{
 		Name:               c.Name,
@@ -81,6 +103,10 @@ func (c StreamConfig) natsConfig() natsjs.StreamConfig {
 		Duplicates:         DuplicateWindow,
 		AllowAtomicPublish: true, // group commit and user transactions
 		AllowDirect:        true, // cheap GetMsg / last-by-subject reads
+		AllowRollup:        true, // a tombstone replaces its subject's history
+		DenyPurge:          false,
+		AllowMsgTTL:        true, // tombstones expire after the horizon
+		Metadata:           map[string]string{events.MetaHorizon: c.horizonMeta()},
 	}
 }
 
@@ -128,8 +154,12 @@ func EnsureStream(ctx context.Context, js natsjs.JetStream, cfg StreamConfig) (n
 		imposeOwned(&merged, want)
 		s, err = js.UpdateStream(ctx, merged)
 		if err != nil {
-			return nil, fmt.Errorf("jetstream: stream %q exists with different settings (%s) and the update was refused: %w",
-				cfg.Name, strings.Join(diffs, "; "), err)
+			hint := ""
+			if have.DenyPurge {
+				hint = " (compaction rolls up subjects, and roll-ups need the purge permission, which the server never gives back to a stream created with deny_purge: recreate the stream, or copy it into a new one)"
+			}
+			return nil, fmt.Errorf("jetstream: stream %q exists with different settings (%s) and the update was refused%s: %w",
+				cfg.Name, strings.Join(diffs, "; "), hint, err)
 		}
 		return s, nil
 	}
@@ -158,6 +188,14 @@ func imposeOwned(dst *natsjs.StreamConfig, want natsjs.StreamConfig) {
 	dst.Duplicates = want.Duplicates
 	dst.AllowAtomicPublish = want.AllowAtomicPublish
 	dst.AllowDirect = want.AllowDirect
+	dst.AllowRollup = want.AllowRollup
+	dst.DenyPurge = want.DenyPurge
+	dst.AllowMsgTTL = want.AllowMsgTTL
+	// Only our key: the server and operators keep metadata of their own.
+	md := make(map[string]string, len(dst.Metadata)+1)
+	maps.Copy(md, dst.Metadata)
+	md[events.MetaHorizon] = want.Metadata[events.MetaHorizon]
+	dst.Metadata = md
 }
 
 // configDiff lists, readably, the owned settings where have differs from
@@ -192,5 +230,19 @@ func configDiff(have, want natsjs.StreamConfig) []string {
 	check("duplicate_window", have.Duplicates, want.Duplicates)
 	check("allow_atomic", have.AllowAtomicPublish, want.AllowAtomicPublish)
 	check("allow_direct", have.AllowDirect, want.AllowDirect)
+	check("allow_rollup_hdrs", have.AllowRollup, want.AllowRollup)
+	check("deny_purge", have.DenyPurge, want.DenyPurge)
+	check("allow_msg_ttl", have.AllowMsgTTL, want.AllowMsgTTL)
+	check("metadata "+events.MetaHorizon, have.Metadata[events.MetaHorizon], want.Metadata[events.MetaHorizon])
 	return d
+}
+
+// Horizon reads the tombstone horizon a stream records in its metadata
+// (0: tombstones are kept for ever). Readers use it to know how long they
+// may be away and still trust the log to show every delete.
+func Horizon(info *natsjs.StreamInfo) (time.Duration, error) {
+	if info == nil {
+		return 0, nil
+	}
+	return events.ParseHorizon(info.Config.Metadata[events.MetaHorizon])
 }

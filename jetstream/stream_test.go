@@ -8,6 +8,8 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wfpnats/wfp/events"
 )
 
 func TestStreamConfigDefaultsAndSubjects(t *testing.T) {
@@ -150,5 +152,63 @@ func TestEnsureStreamSubjectsTakenByAnotherStream(t *testing.T) {
 	_, err := EnsureStream(ctx, js, StreamConfig{})
 	if err == nil || !strings.Contains(err.Error(), "another stream already captures") {
 		t.Fatalf("want overlap error, got %v", err)
+	}
+}
+
+// The compaction settings are owned: roll-ups and TTLs allowed, purge not
+// denied (the server refuses roll-ups without it), the horizon recorded
+// for readers. What an operator set beside them stays.
+func TestEnsureStreamOwnsCompactionSettings(t *testing.T) {
+	e := startServer(t)
+	js := connectJS(t, e)
+	ctx := testCtx(t)
+	_, err := js.CreateStream(ctx, natsjs.StreamConfig{
+		Name: "WFP", Subjects: []string{"wfp.filter.>", "wfp.callout.>"},
+		DenyDelete: true, Metadata: map[string]string{"team": "netsec"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := EnsureStream(ctx, js, StreamConfig{Horizon: 90 * time.Minute})
+	if err != nil {
+		t.Fatalf("EnsureStream: %v", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := info.Config
+	if !c.AllowRollup || c.DenyPurge || !c.AllowMsgTTL {
+		t.Errorf("rollup %v deny purge %v msg ttl %v", c.AllowRollup, c.DenyPurge, c.AllowMsgTTL)
+	}
+	if !c.DenyDelete || c.Metadata["team"] != "netsec" {
+		t.Errorf("operator settings lost: deny delete %v, metadata %v", c.DenyDelete, c.Metadata)
+	}
+	if h, err := Horizon(info); err != nil || h != 90*time.Minute {
+		t.Errorf("Horizon = %v, %v; want 1h30m", h, err)
+	}
+	// A new horizon is an update, and 0 records "for ever".
+	if s, err = EnsureStream(ctx, js, StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := Horizon(s.CachedInfo()); err != nil || h != 0 || s.CachedInfo().Config.Metadata[events.MetaHorizon] != "0" {
+		t.Errorf("Horizon after reset = %v, %v (metadata %v)", h, err, s.CachedInfo().Config.Metadata)
+	}
+}
+
+// A stream that denies purge cannot take roll-ups, and the server never
+// lifts deny_purge on an existing stream: EnsureStream says so.
+func TestEnsureStreamDenyPurgeIsExplained(t *testing.T) {
+	e := startServer(t)
+	js := connectJS(t, e)
+	ctx := testCtx(t)
+	if _, err := js.CreateStream(ctx, natsjs.StreamConfig{
+		Name: "WFP", Subjects: []string{"wfp.filter.>", "wfp.callout.>"}, DenyPurge: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := EnsureStream(ctx, js, StreamConfig{})
+	if err == nil || !strings.Contains(err.Error(), "deny_purge") || !strings.Contains(err.Error(), "roll-ups") {
+		t.Fatalf("want an error explaining deny_purge, got %v", err)
 	}
 }
