@@ -47,14 +47,48 @@ type Config struct {
 	// WriteTimeout bounds one write to JetStream and one catch-up
 	// (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
+	// Horizon is how long a delete stays readable in the log. A delete
+	// rolls up its subject at once (the log holds one message per filter)
+	// and expires after the horizon, so the log holds the live filters
+	// plus the deletes of the last Horizon. A reader away for longer
+	// cannot trust the log to show every delete and resyncs from a
+	// snapshot (see the callout package). 0 means DefaultHorizon;
+	// NoHorizon (any negative value) keeps deletes for ever. Whole
+	// seconds. Every engine of a deployment must use the same horizon.
+	Horizon time.Duration
+	// Archive, if set, names a stream the engine keeps (creating it if
+	// missing) that sources the log and keeps its whole history; the
+	// engine holds each roll-up back until the archive has what it would
+	// drop. See jetstream.ArchiveConfig.
+	Archive string
 }
 
 // DefaultWriteTimeout is Config.WriteTimeout's default.
 const DefaultWriteTimeout = 5 * time.Second
 
+// DefaultHorizon is Config.Horizon's default: a day of deletes, so an
+// agent or an operator's `engine events` that is away for less than a
+// day sees every delete, and one away longer resyncs.
+const DefaultHorizon = 24 * time.Hour
+
+// NoHorizon, as Config.Horizon, keeps deletes in the log for ever; roll-ups
+// still drop the adds they replace.
+const NoHorizon time.Duration = -1
+
 // streamConfig is the stream setup the config asks for, defaults applied.
 func (c Config) streamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{Name: c.Stream, Prefix: c.Prefix, Replicas: c.Replicas}.WithDefaults()
+	return jetstream.StreamConfig{Name: c.Stream, Prefix: c.Prefix, Replicas: c.Replicas, Horizon: c.ttl()}.WithDefaults()
+}
+
+// ttl is the Nats-TTL of a tombstone: the horizon, or 0 for none.
+func (c Config) ttl() time.Duration {
+	switch {
+	case c.Horizon == 0:
+		return DefaultHorizon
+	case c.Horizon < 0:
+		return 0
+	}
+	return c.Horizon
 }
 
 func (c Config) withDefaults() Config {
@@ -86,11 +120,15 @@ type Engine struct {
 	mu    sync.RWMutex // guards state; only the writer loop takes it for writing
 	state *projection.State
 
-	cmds    chan *request
-	tail    chan tailMsg
-	folded  atomic.Uint64 // state.Seq(), for the tail's callback to read
-	tailCtx natsjs.ConsumeContext
-	svc     micro.Service
+	cmds     chan *request
+	tail     chan tailMsg
+	folded   atomic.Uint64 // state.Seq(), for the tail's callback to read
+	tailCons natsjs.Consumer
+	tailCtx  natsjs.ConsumeContext
+	svc      micro.Service
+
+	comp    compaction // owned by the writer loop
+	janitor *janitor
 
 	agents *registry
 	waits  *waits
@@ -102,6 +140,7 @@ type Engine struct {
 	unanswered atomic.Uint64 // adds taken back because an agent did not answer
 	written    atomic.Uint64 // events this engine wrote
 	fenced     atomic.Uint64 // writes refused by the fence and retried
+	purged     atomic.Uint64 // subjects of plain tombstones the janitor purged
 
 	stop     context.CancelFunc
 	loopDone chan struct{}
@@ -128,6 +167,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Archive != "" {
+		if _, err := jetstream.EnsureArchive(ctx, js, jetstream.ArchiveConfig{Name: cfg.Archive, Log: cfg.streamConfig()}); err != nil {
+			return nil, err
+		}
+	}
 	e := &Engine{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -141,7 +185,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		cmds:     make(chan *request, 4*cfg.MaxGroup),
 		tail:     make(chan tailMsg, 4096),
 		loopDone: make(chan struct{}),
+		comp:     compaction{ttl: cfg.ttl(), archive: cfg.Archive},
 	}
+	e.janitor = newJanitor(stream, js, cfg.Archive, cfg.Logger, cfg.WriteTimeout, func() { e.purged.Add(1) })
 	info, err := stream.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("engine: stream info: %w", err)
@@ -152,6 +198,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	// Rebuild: fold until we have seen the log's last message as of now.
 	if err := e.catchUp(ctx, info.State.LastSeq, nil); err != nil {
 		e.tailCtx.Stop()
+		e.janitor.stop()
 		return nil, fmt.Errorf("engine: rebuilding state from the log: %w", err)
 	}
 	loopCtx, stop := context.WithCancel(context.Background())
@@ -182,6 +229,7 @@ func (e *Engine) startTail(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: tail consumer: %w", err)
 	}
+	e.tailCons = cons
 	e.tailCtx, err = cons.Consume(e.decodeTail,
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
 			e.log.Warn("engine: tail consumer", "err", err)
@@ -210,6 +258,7 @@ func (e *Engine) Close() {
 		if e.tailCtx != nil {
 			e.tailCtx.Stop()
 		}
+		e.janitor.stop()
 	})
 }
 
@@ -232,6 +281,10 @@ type Stats struct {
 	// because an agent did not answer in time (R7).
 	Rejected   uint64 `json:"rejected"`
 	Unanswered uint64 `json:"unanswered"`
+	// Purged counts subjects of plain tombstones purged after the horizon;
+	// PendingPurges, those waiting for it (see Config.Horizon).
+	Purged        uint64 `json:"purged"`
+	PendingPurges int    `json:"pendingPurges"`
 }
 
 // Stats returns the engine's counters.
@@ -241,7 +294,8 @@ func (e *Engine) Stats() Stats {
 	seq := e.state.Seq()
 	e.mu.RUnlock()
 	return Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
-		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load()}
+		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load(),
+		Purged: e.purged.Load(), PendingPurges: e.janitor.pending()}
 }
 
 // View runs fn with read access to the state. fn must not keep pointers

@@ -78,8 +78,10 @@ func (e *Engine) loop(ctx context.Context) {
 type tailMsg struct {
 	seq     uint64
 	subject string
+	stored  time.Time
 	ev      *events.Event // nil: not an event this code acts on
 	err     error         // why ev is nil
+	plain   bool          // a tombstone without a TTL: the janitor's
 }
 
 // decodeTail runs in the consume callback. Messages the loop has already
@@ -94,13 +96,15 @@ func (e *Engine) decodeTail(m natsjs.Msg) {
 	if seq <= e.folded.Load() {
 		return
 	}
-	t := tailMsg{seq: seq, subject: m.Subject()}
+	t := tailMsg{seq: seq, subject: m.Subject(), stored: meta.Timestamp}
 	t.ev, t.err = events.Decode(m.Data())
 	if t.err == nil && !t.ev.Known() {
 		t.err = fmt.Errorf("unknown event type %q or schema %d", t.ev.Type, t.ev.Schema)
 	}
 	if t.err != nil {
 		t.ev = nil
+	} else if t.ev.Type == events.FilterDeleted || t.ev.Type == events.CalloutDeleted {
+		t.plain = m.Headers().Get(events.HeaderTTL) == ""
 	}
 	e.tail <- t
 }
@@ -140,6 +144,9 @@ drain:
 		if d.ev == nil {
 			continue
 		}
+		if d.plain && e.comp.ttl > 0 {
+			e.janitor.schedule(d.subject, d.seq, d.stored.Add(e.comp.ttl))
+		}
 		// A command's first event landing means all of it landed: a
 		// transaction is one atomic batch, other commands one event.
 		p := inflight[d.ev.ID]
@@ -168,14 +175,32 @@ func (e *Engine) drainTail(inflight map[string]*pending) {
 // catchUp folds the tail until the state reaches seq. It gives up when the
 // tail delivers nothing for the write timeout: a long rebuild is fine as
 // long as it moves.
+//
+// Messages up to seq may be gone (a delete's roll-up or its TTL removed
+// them), the last ones included, and then the tail never delivers seq.
+// So when the tail pauses, catchUp asks whether it has delivered
+// everything there is (see reachedEnd), and if so takes the position
+// to seq: the fence names the stream's last sequence, whether or not that
+// message is still stored.
 func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*pending) error {
 	idle := time.NewTimer(e.cfg.WriteTimeout)
 	defer idle.Stop()
+	probe := time.NewTimer(tailPause)
+	defer probe.Stop()
 	for e.state.Seq() < seq {
 		select {
 		case m := <-e.tail:
 			e.fold(m, inflight)
 			idle.Reset(e.cfg.WriteTimeout)
+			probe.Reset(tailPause)
+		case <-probe.C:
+			if e.reachedEnd(ctx) {
+				e.mu.Lock()
+				e.state.Skip(seq)
+				e.folded.Store(e.state.Seq())
+				e.mu.Unlock()
+			}
+			probe.Reset(tailPause)
 		case <-idle.C:
 			return fmt.Errorf("at %d of %d, nothing new for %v", e.state.Seq(), seq, e.cfg.WriteTimeout)
 		case <-ctx.Done():
@@ -183,6 +208,26 @@ func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*p
 		}
 	}
 	return nil
+}
+
+// tailPause is how long catchUp waits for the tail before it asks the
+// server whether anything is left to come.
+const tailPause = 50 * time.Millisecond
+
+// reachedEnd reports whether the tail has delivered, and the loop folded,
+// every message the stream holds: the tail's consumer has nothing pending
+// and nothing it delivered is still unfolded. Everything up to the
+// stream's last sequence as of the question, which is at least any
+// sequence the server named before, is then folded or gone.
+func (e *Engine) reachedEnd(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+	defer cancel()
+	info, err := e.tailCons.Info(ctx)
+	if err != nil {
+		e.log.Warn("engine: tail consumer info", "err", err)
+		return false
+	}
+	return info.NumPending == 0 && len(e.tail) == 0 && info.Delivered.Stream <= e.state.Seq()
 }
 
 // commit writes a group of commands: runs of ordinary commands as fenced
@@ -262,6 +307,7 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 		if len(msgs) == 0 {
 			return
 		}
+		plain := e.mark(ctx, msgs, evs, base, isAtomic)
 
 		wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
 		var n int
@@ -283,6 +329,13 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			e.folded.Store(e.state.Seq())
 			e.mu.Unlock()
 			e.written.Add(uint64(n))
+			if e.comp.ttl > 0 {
+				for _, i := range plain {
+					if i < n {
+						e.janitor.schedule(msgs[i].Subject, base+uint64(i)+1, time.Now().Add(e.comp.ttl))
+					}
+				}
+			}
 			for _, p := range owners {
 				if last := p.first + uint64(len(p.evs)) - 1; last <= base+uint64(n) {
 					p.answer(p.evs, p.first, nil)

@@ -1,0 +1,246 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
+)
+
+// compactWorld is an engine with a short horizon on a real server, the
+// log's stream and a client.
+type compactWorld struct {
+	t      *testing.T
+	nc     *nats.Conn
+	js     natsjs.JetStream
+	stream natsjs.Stream
+	eng    *Engine
+	c      *Client
+	cfg    Config
+}
+
+func newCompactWorld(t *testing.T, cfg Config) *compactWorld {
+	t.Helper()
+	srv := testkit.Server(t)
+	nc := testkit.Conn(t, srv)
+	w := &compactWorld{t: t, nc: nc, js: testkit.JetStream(t, nc), c: NewClient(nc), cfg: cfg}
+	w.start()
+	s, err := w.js.Stream(context.Background(), events.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.stream = s
+	return w
+}
+
+func (w *compactWorld) start() {
+	w.t.Helper()
+	e, err := Start(context.Background(), w.nc, w.cfg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(e.Close)
+	w.eng = e
+}
+
+func (w *compactWorld) callout() string {
+	w.t.Helper()
+	co, err := w.c.AddCallout(context.Background(), events.Callout{Name: "c"})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return co.Key
+}
+
+func (w *compactWorld) filter(calloutKey string) *events.Filter {
+	w.t.Helper()
+	f, err := w.c.AddFilter(context.Background(), events.Filter{Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: calloutKey})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return f
+}
+
+// onSubject lists the messages stored on subject, oldest first.
+func (w *compactWorld) onSubject(subject string) []*natsjs.RawStreamMsg {
+	w.t.Helper()
+	var out []*natsjs.RawStreamMsg
+	for seq := uint64(1); ; seq++ {
+		m, err := w.stream.GetMsg(context.Background(), seq, natsjs.WithGetMsgSubject(subject))
+		if errors.Is(err, natsjs.ErrMsgNotFound) {
+			return out
+		}
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		out = append(out, m)
+		seq = m.Sequence
+	}
+}
+
+func (w *compactWorld) filterSubject(f *events.Filter) string {
+	return events.Subjects{Prefix: events.DefaultPrefix}.Filter(f)
+}
+
+// A delete rolls up its filter's subject and expires after the horizon;
+// an engine started on the compacted log rebuilds the same state and can
+// write, though the log's last message is gone.
+func TestDeleteRollsUpExpiresAndTheEngineRestartsOnWhatIsLeft(t *testing.T) {
+	w := newCompactWorld(t, Config{Horizon: time.Second})
+	ctx := context.Background()
+	co := w.callout()
+	keep := w.filter(co)
+	gone := w.filter(co)
+	if err := w.c.DeleteFilter(ctx, FilterRef{FilterID: gone.ID}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := w.onSubject(w.filterSubject(gone))
+	if len(msgs) != 1 || msgs[0].Sequence != 4 || msgs[0].Header.Get(events.HeaderEvent) != string(events.FilterDeleted) {
+		t.Fatalf("deleted filter's subject holds %d messages, want only its tombstone at 4", len(msgs))
+	}
+	if h := msgs[0].Header; h.Get(events.HeaderRollup) != events.RollupSubject || h.Get(events.HeaderTTL) != "1" {
+		t.Fatalf("tombstone headers %v, want a roll-up with a 1 s TTL", h)
+	}
+	testkit.Eventually(t, "the tombstone to expire", func() bool { return len(w.onSubject(w.filterSubject(gone))) == 0 })
+
+	w.eng.Close()
+	w.start() // rebuilds from the callout, one add, and nothing at 4
+	if st := w.eng.Stats(); st.Seq != 4 || st.Filters != 1 || st.Callouts != 1 {
+		t.Fatalf("rebuilt engine: %+v, want position 4 with 1 filter and 1 callout", st)
+	}
+	if _, ok := w.eng.state.FilterByID(keep.ID); !ok {
+		t.Fatal("the live filter is missing after the rebuild")
+	}
+	if f := w.filter(co); f.ID != 5 {
+		t.Fatalf("next add got id %d, want 5 (sequences are not reused)", f.ID)
+	}
+}
+
+// A filter added and deleted in one transaction cannot roll up its
+// subject (the server refuses a second roll-up of one subject in a batch):
+// its tombstone stays plain, with no TTL, and the janitor purges the
+// subject once the horizon has passed.
+func TestPlainTombstoneOfATransactionIsPurgedAfterTheHorizon(t *testing.T) {
+	w := newCompactWorld(t, Config{Horizon: time.Second})
+	ctx := context.Background()
+	co := w.callout()
+	key := "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"
+	resp, err := w.c.ApplyTx(ctx, []TxOp{
+		{Op: OpFilterAdd, Filter: &events.Filter{Key: key, Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co}},
+		{Op: OpFilterDelete, FilterKey: key},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := w.filterSubject(resp.Events[0].Filter)
+	msgs := w.onSubject(subject)
+	if len(msgs) != 2 || msgs[1].Header.Get(events.HeaderTTL) != "" || msgs[1].Header.Get(events.HeaderRollup) != "" {
+		t.Fatalf("subject holds %d messages (want the add and a plain tombstone)", len(msgs))
+	}
+	if w.eng.Stats().PendingPurges != 1 {
+		t.Fatalf("stats %+v, want one purge pending", w.eng.Stats())
+	}
+	testkit.Eventually(t, "the janitor to purge the subject", func() bool { return len(w.onSubject(subject)) == 0 })
+	if st := w.eng.Stats(); st.Purged != 1 || st.PendingPurges != 0 {
+		t.Fatalf("stats %+v, want one purge done", st)
+	}
+}
+
+// The janitor's work is in the log: an engine that stopped before the
+// horizon passed leaves it to the next one.
+func TestPlainTombstonesAreFoundAgainOnRestart(t *testing.T) {
+	w := newCompactWorld(t, Config{Horizon: 2 * time.Second})
+	ctx := context.Background()
+	co := w.callout()
+	key := "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"
+	resp, err := w.c.ApplyTx(ctx, []TxOp{
+		{Op: OpFilterAdd, Filter: &events.Filter{Key: key, Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co}},
+		{Op: OpFilterDelete, FilterKey: key},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.eng.Close()
+	w.start()
+	if st := w.eng.Stats(); st.PendingPurges != 1 {
+		t.Fatalf("restarted engine: %+v, want the purge found again", st)
+	}
+	subject := w.filterSubject(resp.Events[0].Filter)
+	testkit.Eventually(t, "the restarted engine's janitor to purge", func() bool { return len(w.onSubject(subject)) == 0 })
+}
+
+// With NoHorizon a delete still rolls up, but stays.
+func TestNoHorizonKeepsDeletes(t *testing.T) {
+	w := newCompactWorld(t, Config{Horizon: NoHorizon})
+	co := w.callout()
+	f := w.filter(co)
+	if err := w.c.DeleteFilter(context.Background(), FilterRef{FilterID: f.ID}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := w.onSubject(w.filterSubject(f))
+	if len(msgs) != 1 || msgs[0].Header.Get(events.HeaderRollup) == "" || msgs[0].Header.Get(events.HeaderTTL) != "" {
+		t.Fatalf("subject holds %d messages, want one roll-up without TTL", len(msgs))
+	}
+	if h, _ := w.stream.Info(context.Background()); h.Config.Metadata[events.MetaHorizon] != "0" {
+		t.Fatalf("stream records horizon %q, want 0", h.Config.Metadata[events.MetaHorizon])
+	}
+}
+
+// With an archive, a delete rolls up only what the archive already has:
+// while the archive's sourcing is paused, the delete of a fresh filter
+// stays plain, so when sourcing resumes the archive still gets the add.
+func TestArchiveGetsEveryEventWhileTheLogCompacts(t *testing.T) {
+	w := newCompactWorld(t, Config{Horizon: time.Second, Archive: "WFP_ARCHIVE"})
+	ctx := context.Background()
+	co := w.callout()
+	archive, err := w.js.Stream(ctx, "WFP_ARCHIVE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the archive to source the callout", func() bool {
+		info, err := archive.Info(ctx)
+		return err == nil && info.State.Msgs == 1
+	})
+	// Pause sourcing.
+	paused := archive.CachedInfo().Config
+	sources := paused.Sources
+	paused.Sources = nil
+	if _, err := w.js.UpdateStream(ctx, paused); err != nil {
+		t.Fatal(err)
+	}
+	f := w.filter(co)
+	if err := w.c.DeleteFilter(ctx, FilterRef{FilterID: f.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := w.onSubject(w.filterSubject(f)); len(msgs) != 2 {
+		t.Fatalf("with the archive behind, the subject holds %d messages, want the add and a plain tombstone", len(msgs))
+	}
+	// Resume: the archive gets both, then the janitor purges the log.
+	paused.Sources = sources
+	if _, err := w.js.UpdateStream(ctx, paused); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the janitor to purge the log", func() bool { return len(w.onSubject(w.filterSubject(f))) == 0 })
+	info, err := archive.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 3 {
+		t.Fatalf("archive holds %d messages, want the callout add, the filter add and its delete", info.State.Msgs)
+	}
+	for seq, want := range []events.Type{events.CalloutAdded, events.FilterAdded, events.FilterDeleted} {
+		m, err := archive.GetMsg(ctx, uint64(seq+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Header.Get(events.HeaderEvent); got != string(want) {
+			t.Errorf("archive %d holds %s, want %s", seq+1, got, want)
+		}
+	}
+}
