@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/jetstream"
@@ -19,18 +20,34 @@ import (
 //     before it) and Nats-TTL = the horizon;
 //   - except when it cannot: a second message on one subject in an atomic
 //     batch may not roll it up (a filter added and deleted in one
-//     transaction), and with an archive a roll-up waits until the archive
-//     has what it drops. Such a plain tombstone carries no TTL either (the
-//     add behind it would be the subject's last message again once it
-//     left); the janitor purges the subject, add and tombstone, once the
-//     horizon has passed, as the TTL would have.
+//     transaction); and a roll-up must not drop an add that a reader who
+//     keeps everything has not yet consumed: the archive, which sources
+//     the log after the fact, and durable agents. The server counts a
+//     pending message that a roll-up removes as acknowledged, and (the
+//     durable consumer acknowledging all before it) with it every message
+//     before it, so a durable agent killed with the add still unacked
+//     would, restarted, never get the messages before it again.
+//     Such a plain tombstone carries no TTL either (the add behind it
+//     would be the subject's last message again once it left); the
+//     janitor purges the subject, add and tombstone, once the horizon has
+//     passed, as the TTL would have.
 
 // compaction is what the writer needs to decide, per tombstone.
 type compaction struct {
 	ttl      time.Duration // 0: tombstones stay for ever
 	archive  string        // "" for none
 	archived uint64        // the archive's position when last read
+	// floors is, per callout token, the lowest ack floor among the
+	// durable consumers reading that callout's filters, as last read
+	// (floors only rise); a callout without durables has none.
+	floors   map[string]uint64
+	floorsAt time.Time
 }
+
+// floorsEvery is the least time between two reads of the durable
+// consumers' floors: a delete that needs a newer one in between stays
+// plain.
+const floorsEvery = 200 * time.Millisecond
 
 // mark sets the compaction headers on the tombstones among msgs (the
 // messages of evs, in order, to be written from sequence base+1; atomic:
@@ -54,10 +71,14 @@ func (e *Engine) mark(ctx context.Context, msgs []*nats.Msg, evs []*events.Event
 		// subject ends with its add (the filter id); a callout's add is
 		// not indexed, so a callout waits for the whole log so far.
 		drops := base
-		if ev.Type == events.FilterDeleted && ev.Filter.ID != 0 {
-			drops = ev.Filter.ID
+		durableOK := true
+		if ev.Type == events.FilterDeleted {
+			if ev.Filter.ID != 0 {
+				drops = ev.Filter.ID
+			}
+			durableOK = e.consumedByDurables(ctx, ev.Filter.CalloutKey, drops)
 		}
-		if first && e.archivedThrough(ctx, drops) {
+		if first && durableOK && e.archivedThrough(ctx, drops) {
 			events.Message{Header: msgs[i].Header}.Compact(e.comp.ttl)
 		} else {
 			plain = append(plain, i)
@@ -84,4 +105,63 @@ func (e *Engine) archivedThrough(ctx context.Context, seq uint64) bool {
 	}
 	c.archived = max(c.archived, n)
 	return c.archived >= seq
+}
+
+// consumedByDurables reports whether every durable consumer reading
+// calloutKey's filters has acknowledged the log up to seq, reading their
+// floors again (at most every floorsEvery) when the last read is short.
+// A consumer created since the last read starts at the log's end or at
+// its predecessor's floor, so a stale read errs only on the safe side.
+func (e *Engine) consumedByDurables(ctx context.Context, calloutKey string, seq uint64) bool {
+	if calloutKey == "" {
+		return true
+	}
+	c := &e.comp
+	tok := events.CalloutToken(calloutKey)
+	if floor, ok := c.floors[tok]; c.floors != nil && (!ok || floor >= seq) {
+		return true
+	}
+	if time.Since(c.floorsAt) < floorsEvery {
+		return false
+	}
+	floors, err := e.durableFloors(ctx)
+	if err != nil {
+		e.log.Warn("engine: cannot read the durable consumers' positions; this delete does not roll up", "err", err)
+		return false
+	}
+	c.floors, c.floorsAt = floors, time.Now()
+	floor, ok := floors[tok]
+	return !ok || floor >= seq
+}
+
+// durableFloors lists the stream's consumers and returns, per callout
+// token, the lowest ack floor among the durable ones that read exactly
+// one callout's filter subject.
+func (e *Engine) durableFloors(ctx context.Context) (map[string]uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+	defer cancel()
+	s, err := e.js.Stream(ctx, e.cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	floors := map[string]uint64{}
+	l := s.ListConsumers(ctx)
+	for info := range l.Info() {
+		cfg := info.Config
+		if cfg.Durable == "" || cfg.AckPolicy == natsjs.AckNonePolicy {
+			continue
+		}
+		subject := cfg.FilterSubject
+		if subject == "" && len(cfg.FilterSubjects) == 1 {
+			subject = cfg.FilterSubjects[0]
+		}
+		tok, ok := e.subj.CalloutOfFilters(subject)
+		if !ok {
+			continue
+		}
+		if f, seen := floors[tok]; !seen || info.AckFloor.Stream < f {
+			floors[tok] = info.AckFloor.Stream
+		}
+	}
+	return floors, l.Err()
 }

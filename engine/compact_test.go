@@ -244,3 +244,51 @@ func TestArchiveGetsEveryEventWhileTheLogCompacts(t *testing.T) {
 		}
 	}
 }
+
+// A delete does not roll up an add that a durable consumer of its callout
+// has delivered and not acknowledged: the server would count the removed
+// message as acknowledged, and with it (ack all) everything before it, so
+// a durable agent killed meanwhile would never get those again. An add
+// the durable has acknowledged rolls up as usual.
+func TestDeleteKeepsAddsADurableHasNotAcknowledged(t *testing.T) {
+	w := newCompactWorld(t, Config{Horizon: time.Hour})
+	ctx := context.Background()
+	co := w.callout()
+	d, err := w.stream.CreateConsumer(ctx, natsjs.ConsumerConfig{
+		Durable: "agent", AckPolicy: natsjs.AckAllPolicy, DeliverPolicy: natsjs.DeliverNewPolicy,
+		FilterSubject: events.Subjects{Prefix: events.DefaultPrefix}.CalloutFilters(co),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, g := w.filter(co), w.filter(co)
+	batch, err := d.Fetch(2, natsjs.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []natsjs.Msg
+	for m := range batch.Messages() {
+		got = append(got, m)
+	}
+	if len(got) != 2 {
+		t.Fatalf("fetched %d messages, want f's and g's adds", len(got))
+	}
+	if err := got[0].DoubleAck(ctx); err != nil { // f handled; g still in hand
+		t.Fatal(err)
+	}
+	if err := w.c.DeleteFilter(ctx, FilterRef{FilterID: f.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.c.DeleteFilter(ctx, FilterRef{FilterID: g.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := w.onSubject(w.filterSubject(f)); len(msgs) != 1 {
+		t.Errorf("f, acknowledged: subject holds %d messages, want its tombstone only", len(msgs))
+	}
+	if msgs := w.onSubject(w.filterSubject(g)); len(msgs) != 2 || msgs[1].Header.Get(events.HeaderTTL) != "" {
+		t.Errorf("g, in the durable's hands: subject holds %d messages, want its add and a plain tombstone", len(msgs))
+	}
+	if ci, err := d.Info(ctx); err != nil || ci.AckFloor.Stream != f.ID || ci.NumAckPending != 1 {
+		t.Fatalf("durable: %+v %v; want floor at f and g still pending", ci, err)
+	}
+}

@@ -117,3 +117,18 @@ func TestParseKey(t *testing.T) {
 		}
 	}
 }
+
+func TestCalloutOfFilters(t *testing.T) {
+	s := Subjects{Prefix: "acme.wfp"}
+	key := "0c8e7f1d-7c55-4d0e-a2e1-6f3b9d2f4e10"
+	for subject, want := range map[string]string{s.CalloutFilters(key): key, s.CalloutFilters(""): NoCallout} {
+		if got, ok := s.CalloutOfFilters(subject); !ok || got != want {
+			t.Errorf("CalloutOfFilters(%q) = %q, %v; want %q", subject, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"acme.wfp.filter.>", "acme.wfp.filter.*.*", "acme.wfp.filter." + key + ".k", "wfp.filter." + key + ".*", "acme.wfp.callout." + key} {
+		if got, ok := s.CalloutOfFilters(bad); ok {
+			t.Errorf("CalloutOfFilters(%q) = %q, want no callout", bad, got)
+		}
+	}
+}

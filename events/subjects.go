@@ -44,6 +44,20 @@ func (s Subjects) CalloutFilters(key string) string {
 // stream capturing them would store every request and answer it.
 func (s Subjects) Stream() []string { return []string{s.Prefix + ".filter.>", s.Prefix + ".callout.>"} }
 
+// CalloutOfFilters is the inverse of CalloutFilters: the callout token
+// (a key, or NoCallout) of a subject of that form.
+func (s Subjects) CalloutOfFilters(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, s.Prefix+".filter.")
+	if !ok {
+		return "", false
+	}
+	tok, wild, ok := strings.Cut(rest, ".")
+	if !ok || wild != "*" || tok == "" || strings.ContainsAny(tok, "*>") {
+		return "", false
+	}
+	return tok, true
+}
+
 // AllFilters matches every filter subject.
 func (s Subjects) AllFilters() string { return s.Prefix + ".filter.>" }
 
