@@ -119,11 +119,15 @@ func ArchivedThrough(ctx context.Context, js natsjs.JetStream, archive string) (
 	if err != nil {
 		return 0, fmt.Errorf("jetstream: archive %q: %w", archive, err)
 	}
-	return sourceSeq(m.Header.Get(HeaderStreamSource))
+	return SourceSeq(m.Header.Get(HeaderStreamSource))
 }
 
-// sourceSeq reads the origin sequence of a Nats-Stream-Source value.
-func sourceSeq(v string) (uint64, error) {
+// ArchiveName is the archive's name by convention: the log's, with
+// "_ARCHIVE" after it.
+func ArchiveName(log string) string { return log + "_ARCHIVE" }
+
+// SourceSeq reads the origin sequence of a Nats-Stream-Source value.
+func SourceSeq(v string) (uint64, error) {
 	f := strings.Fields(v)
 	if len(f) < 2 {
 		return 0, fmt.Errorf("jetstream: %s %q: no sequence", HeaderStreamSource, v)

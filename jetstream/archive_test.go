@@ -121,12 +121,12 @@ func TestEnsureArchiveRefusesWhatIsNotAnArchive(t *testing.T) {
 }
 
 func TestSourceSeq(t *testing.T) {
-	if n, err := sourceSeq("WFP 42 > > wfp.filter.C.a"); err != nil || n != 42 {
+	if n, err := SourceSeq("WFP 42 > > wfp.filter.C.a"); err != nil || n != 42 {
 		t.Errorf("sourceSeq = %d, %v", n, err)
 	}
 	for _, bad := range []string{"", "WFP", "WFP x"} {
-		if _, err := sourceSeq(bad); err == nil {
-			t.Errorf("sourceSeq(%q) accepted", bad)
+		if _, err := SourceSeq(bad); err == nil {
+			t.Errorf("SourceSeq(%q) accepted", bad)
 		}
 	}
 }

@@ -27,11 +27,15 @@ type outcome struct {
 // Two engines serve one stream (the API's queue group spreads calls over
 // both) and take concurrent adds and deletes, some racing on the same keys.
 // The fence must keep them consistent: the log folds to what both engines
-// hold, no key is added twice while live, and every success matches the log.
+// hold, no key is added twice while live, and every success matches the
+// history. The log compacts (a delete rolls up its add), so the history
+// comes from the archive both engines keep, which also shows that
+// compaction under contention loses nothing it must keep.
 func TestFencingTwoEnginesOneStream(t *testing.T) {
 	srv := testkit.Server(t)
 	ncA, ncB := testkit.Conn(t, srv), testkit.Conn(t, srv)
-	engA, engB := startEngine(t, ncA), startEngine(t, ncB)
+	cfg := engine.Config{Archive: "WFP_ARCHIVE"}
+	engA, engB := startEngineWith(t, ncA, cfg), startEngineWith(t, ncB, cfg)
 	ctx := ctxT(t)
 	client := engine.NewClient(testkit.Conn(t, srv))
 	co, err := client.AddCallout(ctx, events.Callout{Name: "c"})
@@ -68,10 +72,18 @@ func TestFencingTwoEnginesOneStream(t *testing.T) {
 	}
 	wg.Wait()
 
-	log := readLog(t, testkit.JetStream(t, ncA))
-	last := log[len(log)-1].seq
+	js := testkit.JetStream(t, ncA)
+	compacted := readLog(t, js)
+	last := compacted[len(compacted)-1].seq
 	testkit.Eventually(t, "both engines to fold the whole log", func() bool { return engA.Seq() == last && engB.Seq() == last })
+	log := readArchive(t, js, "WFP_ARCHIVE", last)
 	want := foldLog(log)
+	if !reflect.DeepEqual(foldLog(compacted).Filters(projection.Template{}), want.Filters(projection.Template{})) {
+		t.Error("the compacted log folds to other filters than its history")
+	}
+	if len(log) != int(last) || len(compacted) >= len(log) {
+		t.Errorf("history holds %d events for %d sequences, the compacted log %d", len(log), last, len(compacted))
+	}
 	for name, e := range map[string]*engine.Engine{"A": engA, "B": engB} {
 		e.View(func(s *projection.State) {
 			if !reflect.DeepEqual(s.Filters(projection.Template{}), want.Filters(projection.Template{})) {

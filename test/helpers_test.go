@@ -25,7 +25,13 @@ import (
 
 func startEngine(t testing.TB, nc *nats.Conn) *engine.Engine {
 	t.Helper()
-	e, err := engine.Start(context.Background(), nc, engine.Config{Logger: quietLog})
+	return startEngineWith(t, nc, engine.Config{})
+}
+
+func startEngineWith(t testing.TB, nc *nats.Conn, cfg engine.Config) *engine.Engine {
+	t.Helper()
+	cfg.Logger = quietLog
+	e, err := engine.Start(context.Background(), nc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +100,38 @@ func readLog(t testing.TB, js natsjs.JetStream) []logEntry {
 		}
 		out = append(out, logEntry{meta.Sequence.Stream, m.Subject(), ev})
 		if meta.Sequence.Stream >= last {
+			return out
+		}
+	}
+}
+
+// readArchive reads the whole history from an archive stream, once it has
+// sourced the log up to last: every event with its log sequence, also
+// those the log has compacted away.
+func readArchive(t testing.TB, js natsjs.JetStream, archive string, last uint64) []logEntry {
+	t.Helper()
+	ctx := ctxT(t)
+	testkit.Eventually(t, "the archive to catch up with the log", func() bool {
+		n, err := jetstream.ArchivedThrough(ctx, js, archive)
+		return err == nil && n >= last
+	})
+	cons, err := js.OrderedConsumer(ctx, archive, natsjs.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []logEntry
+	for {
+		m, err := cons.Next(natsjs.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("reading the archive after log sequence %d of %d: %v", len(out), last, err)
+		}
+		seq, _ := jetstream.SourceSeq(m.Headers().Get(jetstream.HeaderStreamSource))
+		ev, err := events.Decode(m.Data())
+		if err != nil {
+			ev = nil
+		}
+		out = append(out, logEntry{seq, m.Subject(), ev})
+		if seq >= last {
 			return out
 		}
 	}

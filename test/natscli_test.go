@@ -37,6 +37,12 @@ func TestNatsCLISeesEngineAndEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	g, err := w.client.AddFilter(ctx, events.Filter{Name: "ssh", Layer: "ALE_AUTH_CONNECT_V4",
+		Action: events.ActionCalloutTerminating, CalloutKey: co.Key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The delete rolls up f's add: the log holds g's add and f's delete.
 	if err := w.client.DeleteFilter(ctx, engine.FilterRef{FilterKey: f.Key}); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +54,8 @@ func TestNatsCLISeesEngineAndEvents(t *testing.T) {
 
 	out := natsCLI(t, url, "sub", "wfp.filter.>", "--stream", "WFP", "--all", "--count", "2")
 	for _, want := range []string{
-		"Wfp-Event: FilterAdded", "Wfp-Event: FilterDeleted", "Wfp-Filter-Key: " + f.Key,
+		"Wfp-Event: FilterAdded", "Wfp-Event: FilterDeleted", "Wfp-Filter-Key: " + f.Key, "Wfp-Filter-Key: " + g.Key,
+		"Nats-Rollup: sub", "Nats-TTL: 86400",
 		"Wfp-Callout-Key: " + co.Key, "Wfp-Layer: ALE_AUTH_CONNECT_V4", "Content-Type: application/msgpack",
 	} {
 		if !strings.Contains(out, want) {
@@ -69,7 +76,7 @@ func TestNatsCLISeesEngineAndEvents(t *testing.T) {
 		}
 	}
 	if len(decoded) != 2 || decoded[0].Type != events.FilterAdded || decoded[1].Type != events.FilterDeleted ||
-		decoded[0].Filter.Key != f.Key || decoded[0].Filter.ID != f.ID {
+		decoded[0].Filter.Key != g.Key || decoded[0].Filter.ID != g.ID || decoded[1].Filter.Key != f.Key || decoded[1].Filter.ID != f.ID {
 		t.Fatalf("translated events: %+v\n%s", decoded, out)
 	}
 }

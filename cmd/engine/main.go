@@ -4,7 +4,7 @@
 //	engine callout add|delete|list ...
 //	engine filter add|delete|list ...
 //	engine tx apply FILE.json   one atomic transaction
-//	engine events [--callout UUID] [--from-seq N] [--follow]
+//	engine events [--callout UUID] [--from-seq N] [--follow] [--archive]
 //	engine decode               one event payload on stdin, JSON on stdout
 //
 // Run any subcommand with -h for its flags.
@@ -22,7 +22,7 @@ import (
 )
 
 const usage = `usage:
-  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--nats-url URL]
+  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--nats-url URL] [--horizon 24h] [--archive]
   engine callout add --key UUID --name NAME [--layer L] [--json]
   engine callout delete --key UUID
   engine callout list [--json]
@@ -30,7 +30,7 @@ const usage = `usage:
   engine filter delete (--key UUID | --id N)
   engine filter list [--callout UUID] [--layer L] [--provider UUID] [--json]
   engine tx apply FILE.json [--json] [--notify-timeout 5s]
-  engine events [--callout UUID] [--from-seq N] [--follow]
+  engine events [--callout UUID] [--from-seq N] [--follow] [--archive]
   engine decode < payload
 Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222).
 `

@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
+	"github.com/wfpnats/wfp/jetstream"
 )
 
 // cli runs the command in-process against a real embedded server with an
@@ -22,17 +25,18 @@ import (
 type cli struct {
 	t   *testing.T
 	url string
+	js  natsjs.JetStream
 }
 
 func newCLI(t *testing.T) *cli {
 	srv := testkit.Server(t)
 	nc := testkit.Conn(t, srv)
-	e, err := engine.Start(context.Background(), nc, engine.Config{Logger: slog.New(slog.DiscardHandler)})
+	e, err := engine.Start(context.Background(), nc, engine.Config{Logger: slog.New(slog.DiscardHandler), Archive: jetstream.ArchiveName("WFP")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	return &cli{t, srv.ClientURL()}
+	return &cli{t, srv.ClientURL(), testkit.JetStream(t, nc)}
 }
 
 // run runs one command line and returns stdout and the error.
@@ -101,20 +105,41 @@ func TestManagementCommands(t *testing.T) {
 		}
 	}
 
+	// A delete rolls up only what the archive has already sourced.
+	archived := func(seq uint64) {
+		t.Helper()
+		testkit.Eventually(t, "the archive to catch up", func() bool {
+			n, err := jetstream.ArchivedThrough(context.Background(), c.js, jetstream.ArchiveName("WFP"))
+			return err == nil && n >= seq
+		})
+	}
+	archived(2)
 	c.ok("filter", "delete", "--id", "2")
+	archived(3)
 	c.ok("callout", "delete", "--key", calloutKey)
 
-	// events: the whole log as JSON lines, or one callout's filters.
+	// events: the log as JSON lines, or one callout's filters. Each delete
+	// rolled up its add: the log holds the two deletes.
 	lines := strings.Split(strings.TrimSpace(c.ok("events")), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("events printed %d lines, want 4:\n%s", len(lines), strings.Join(lines, "\n"))
-	}
-	var first logLine
-	if err := json.Unmarshal([]byte(lines[1]), &first); err != nil || first.Seq != 2 || first.Type != events.FilterAdded || first.Filter.Key != added.Key {
-		t.Fatalf("events line 2: %s (%v)", lines[1], err)
+	if len(lines) != 2 || !strings.Contains(lines[0], `"FilterDeleted"`) || !strings.Contains(lines[1], `"CalloutDeleted"`) {
+		t.Fatalf("events printed %d lines, want the 2 deletes:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
 	if out := c.ok("events", "--callout", calloutKey, "--from-seq", "3"); strings.Count(out, "\n") != 1 || !strings.Contains(out, `"FilterDeleted"`) {
 		t.Fatalf("events --callout --from-seq 3: %q", out)
+	}
+	// The archive has the whole history, with the log's sequences.
+	var lines2 []string
+	testkit.Eventually(t, "the archive to have all 4 events", func() bool {
+		lines2 = strings.Split(strings.TrimSpace(c.ok("events", "--archive")), "\n")
+		return len(lines2) == 4
+	})
+	var first logLine
+	if err := json.Unmarshal([]byte(lines2[1]), &first); err != nil || first.Seq != 2 || first.ArchiveSeq != 2 ||
+		first.Type != events.FilterAdded || first.Filter.Key != added.Key {
+		t.Fatalf("events --archive line 2: %s (%v)", lines2[1], err)
+	}
+	if out := c.ok("events", "--archive", "--callout", calloutKey, "--from-seq", "3"); strings.Count(out, "\n") != 1 || !strings.Contains(out, `"FilterDeleted"`) {
+		t.Fatalf("events --archive --callout --from-seq 3: %q", out)
 	}
 }
 
@@ -208,5 +233,13 @@ func writeFile(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestServeRefusesANegativeHorizon(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--horizon", "-5s", "--data", t.TempDir()}, nil, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "--horizon") {
+		t.Fatalf("serve --horizon -5s: %v", err)
 	}
 }

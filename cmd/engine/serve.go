@@ -11,6 +11,7 @@ import (
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/jetstream/embedded"
 )
 
@@ -24,8 +25,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	stream := fs.String("stream", events.DefaultStream, "stream holding the event log")
 	prefix := fs.String("prefix", events.DefaultPrefix, "subject prefix of events and API")
 	replicas := fs.Int("replicas", 1, "stream replicas (on a clustered external server)")
+	horizon := fs.Duration("horizon", engine.DefaultHorizon, "how long a delete stays in the log before it expires (whole seconds; 0 keeps deletes for ever); an agent away longer resyncs from a snapshot")
+	archive := fs.Bool("archive", false, "keep an archive stream that sources the log and keeps every event (read it with engine events --archive)")
+	archiveName := fs.String("archive-stream", "", "the archive stream's name (default: the log stream's name + \"_ARCHIVE\"; implies --archive)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *horizon < 0 {
+		return fmt.Errorf("--horizon %v: want 0 (for ever) or a positive duration", *horizon)
+	}
+	h := *horizon
+	if h == 0 {
+		h = engine.NoHorizon
+	}
+	arch := *archiveName
+	if arch == "" && *archive {
+		arch = jetstream.ArchiveName(*stream)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
@@ -55,6 +70,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	e, err := engine.Start(ctx, nc, engine.Config{
 		Stream: *stream, Prefix: *prefix, Replicas: *replicas,
+		Horizon: h, Archive: arch,
 		Logger: log,
 	})
 	if err != nil {
