@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
 )
 
 // apiTimeout bounds the JetStream API calls the agent makes on its own,
@@ -36,6 +37,7 @@ type Agent struct {
 	js      natsjs.JetStream
 	nc      *nats.Conn
 	stream  natsjs.Stream
+	srcMu   sync.Mutex // guards src: a resync replaces it while Close may stop it
 	src     source
 	durable bool
 	ann     *announcer
@@ -63,6 +65,9 @@ type Agent struct {
 	lastAcked natsjs.Msg // durable: the message of that ack
 	snap      snapshot
 	asm       assembler
+	seen      uint64  // the highest stream sequence dispatched (live: from registration)
+	hz        horizon // how long the log can be trusted to show every delete
+	nextCheck time.Time
 }
 
 // Register starts an agent for calloutKey. ctx bounds the registration
@@ -103,6 +108,10 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 	if err != nil {
 		return nil, fmt.Errorf("callout: stream %q: %w", o.stream, err)
 	}
+	horizonLen, err := jetstream.Horizon(stream.CachedInfo())
+	if err != nil {
+		return nil, fmt.Errorf("callout: stream %q: %w", o.stream, err)
+	}
 	subj := events.Subjects{Prefix: o.prefix}
 	a := &Agent{
 		id:          o.agentID,
@@ -119,6 +128,7 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		closing:     make(chan struct{}),
 		done:        make(chan struct{}),
 		holdTimeout: txHoldTimeout,
+		hz:          horizon{h: horizonLen},
 	}
 	a.log = o.log.With("callout", key, "agentId", a.id, "mode", o.mode.String())
 	if a.durable {
@@ -157,12 +167,36 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 	return a, nil
 }
 
+// source is the agent's consumer (a resync may replace it).
+func (a *Agent) source() source {
+	a.srcMu.Lock()
+	defer a.srcMu.Unlock()
+	return a.src
+}
+
+// setSource replaces the consumer and returns the old one.
+func (a *Agent) setSource(s source) source {
+	a.srcMu.Lock()
+	defer a.srcMu.Unlock()
+	old := a.src
+	a.src = s
+	return old
+}
+
 // ID is the agent's id, as announced to engines.
 func (a *Agent) ID() string { return a.id }
 
 // open creates the consumer the mode asks for.
 func (a *Agent) open(ctx context.Context) error {
+	now := time.Now()
 	if a.durable {
+		fresh := false
+		if a.hz.on() {
+			var caught time.Time
+			caught, fresh = a.durableCaughtUp(ctx, now)
+			a.hz.set(caught)
+			a.hz.recorded = caught
+		}
 		d := &durable{
 			stream: a.stream,
 			cfg:    durableConfig(a.o.durable, a.subject, a.key),
@@ -175,12 +209,18 @@ func (a *Agent) open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if fresh {
+			// A kill before the first record must not look like a long
+			// absence to the next run.
+			a.recordCaughtUp(true)
+		}
 		d.resume = func() uint64 { return max(resume, a.lastSeq+1) }
 		a.src = d
 		a.log.Info("registered", "subject", a.subject, "resumeAt", resume)
 		return nil
 	}
 
+	a.hz.set(now) // the snapshot, or "now", is taken after this
 	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{a.subject}}
 	if a.o.mode == Replay {
 		cfg.DeliverPolicy = natsjs.DeliverLastPerSubjectPolicy
@@ -191,6 +231,7 @@ func (a *Agent) open(ctx context.Context) error {
 		// in between.
 		cfg.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = a.stream.CachedInfo().State.LastSeq + 1
+		a.seen = cfg.OptStartSeq - 1 // a resync never adds what existed before (R2)
 	}
 	c, err := a.stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
@@ -213,7 +254,7 @@ func (a *Agent) open(ctx context.Context) error {
 		return fmt.Errorf("callout: read consumer on %q: %w", a.subject, err)
 	}
 	a.src = src
-	a.log.Info("registered", "subject", a.subject, "snapshot", info.NumPending)
+	a.log.Info("registered", "subject", a.subject, "snapshot", info.NumPending, "horizon", a.hz.h)
 	return nil
 }
 
@@ -250,6 +291,8 @@ func (a *Agent) Stats() Stats {
 		Duplicates:    a.n.duplicates.Load(),
 		Tombstones:    a.n.tombstones.Load(),
 		HandlerErrors: a.n.handlerErrors.Load(),
+		Resyncs:       a.n.resyncs.Load(),
+		CaughtUp:      a.caughtUp(),
 		Held:          a.filters.len(),
 		HeldTxParts:   int(a.n.heldTxParts.Load()),
 	}
@@ -306,7 +349,7 @@ func (a *Agent) shutdown(ctx context.Context, now bool) error {
 	if now {
 		a.cancel()
 	}
-	a.src.stop()
+	a.source().stop()
 	select {
 	case <-a.done:
 	case <-ctx.Done():
@@ -323,9 +366,10 @@ func (a *Agent) shutdown(ctx context.Context, now bool) error {
 		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), closeGrace)
 		defer cancel()
 	}
-	if err := a.src.release(rctx, a.lastAcked); err != nil {
+	if err := a.source().release(rctx, a.lastAcked); err != nil {
 		errs = append(errs, err)
 	}
+	a.recordCaughtUp(true)
 	return errors.Join(errs...)
 }
 
@@ -387,21 +431,50 @@ func (a *Agent) pause(err error, b *backoff) bool {
 func (a *Agent) run() {
 	defer close(a.done)
 	b := a.o.newBackoff()
+	var holdUntil time.Time // when the transaction held now stops waiting
 	for {
 		var wait time.Duration
 		if a.asm.holding() {
-			wait = a.holdTimeout
+			if holdUntil.IsZero() {
+				holdUntil = time.Now().Add(a.holdTimeout)
+			}
+			wait = max(time.Until(holdUntil), time.Millisecond)
+		} else {
+			holdUntil = time.Time{}
 		}
-		msg, err := a.src.next(wait)
+		if a.hz.on() || a.snap.active {
+			if a.nextCheck.IsZero() {
+				a.nextCheck = time.Now().Add(a.checkEvery())
+			}
+			if w := max(time.Until(a.nextCheck), time.Millisecond); wait == 0 || w < wait {
+				wait = w
+			}
+		}
+		msg, err := a.source().next(wait)
 		if err == nil {
 			b.reset()
 			a.dispatch(msg)
 			continue
 		}
 		if errors.Is(err, errHoldTimeout) {
-			for _, u := range a.asm.flush(fmt.Sprintf("the rest did not arrive within %v", wait)) {
-				if !a.deliver(u) {
-					break
+			now := time.Now()
+			if a.asm.holding() && !now.Before(holdUntil) {
+				holdUntil = time.Time{}
+				for _, u := range a.asm.flush(fmt.Sprintf("the rest did not arrive within %v", a.holdTimeout)) {
+					if !a.deliver(u) {
+						break
+					}
+				}
+			}
+			if !now.Before(a.nextCheck) {
+				a.nextCheck = now.Add(a.checkEvery())
+				if a.snap.active && a.snapshotDrained() {
+					a.snap.active = false
+					a.log.Info("synced (the rest of the snapshot left the stream before it was read)")
+					a.markSynced()
+				}
+				if a.hz.on() && !a.asm.holding() {
+					a.checkHorizon()
 				}
 			}
 			continue
@@ -413,7 +486,7 @@ func (a *Agent) run() {
 			a.err = fmt.Errorf("callout: agent for %s stopped: %w", a.key, err)
 			a.log.Error("agent stopped", "err", err)
 			a.cancel()
-			a.src.stop()
+			a.source().stop()
 			// No longer serving: leave the engines' lists (if the
 			// connection still lets us say so).
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

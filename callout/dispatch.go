@@ -20,6 +20,17 @@ func (a *Agent) dispatch(msg natsjs.Msg) {
 		return
 	}
 	seq := meta.Sequence.Stream
+	if a.hz.on() {
+		if a.hz.stale(time.Now()) {
+			// Messages before this one may have left the log unread: the
+			// snapshot the resync takes covers this one too.
+			a.resync("the agent fell further behind the log than its horizon")
+			return
+		}
+		a.hz.advance(meta.Timestamp)
+		defer a.recordCaughtUp(false)
+	}
+	a.seen = max(a.seen, seq)
 	if a.durable && seq <= a.lastSeq {
 		// A redelivery of a message handled and acked already (ack lost or
 		// late). Acking it again acks nothing new.
@@ -27,7 +38,8 @@ func (a *Agent) dispatch(msg natsjs.Msg) {
 		a.ack(msg)
 		return
 	}
-	for _, u := range a.units(item{msg: msg, seq: seq, initial: a.snap.contains(meta, a.lastOnSubject, a.log)}) {
+	it := item{msg: msg, seq: seq, initial: a.snap.contains(meta, a.lastOnSubject, a.log), last: meta.NumPending == 0}
+	for _, u := range a.units(it) {
 		if !a.deliver(u) {
 			return // closing
 		}
@@ -93,7 +105,7 @@ func (a *Agent) deliver(u unit) bool {
 		a.n.transactions.Add(1)
 	}
 	for _, it := range u.items {
-		if it.initial && a.snap.advance(it.seq) {
+		if it.initial && a.snap.advance(it.seq, it.last) {
 			a.asm.broken = a.snap.lastTx
 			a.log.Info("synced")
 			a.markSynced()
@@ -159,6 +171,11 @@ func (a *Agent) add(msg natsjs.Msg, seq uint64, ef *events.Filter, initial bool)
 		a.n.duplicates.Add(1)
 		return true, seq
 	}
+	if old, ok := a.filters.getKey(ef.Key); ok && old.ID < seq {
+		// The key was deleted and added again, and the delete is no
+		// longer in the log (this add's own delete rolled it up).
+		a.release(old, superseded)
+	}
 	// ef was decoded for this call alone: the Filter takes it over, no copy.
 	f := &Filter{Filter: *ef, Initial: initial}
 	err := a.call(AddFilter, f)
@@ -221,6 +238,12 @@ func (a *Agent) postCommit(ids []uint64) {
 	}
 }
 
+// superseded is the Reason of a DeleteFilter the agent makes up for a
+// filter whose key a later event names with a newer filter id: the filter
+// was deleted (a key is live once at most), and that delete was rolled up
+// before the agent read it.
+const superseded = "deleted: a newer filter of the same key followed, and the delete in between is no longer in the log"
+
 // remove hands the filter's Context back with DeleteFilter, once. In the
 // replay snapshot a delete of a filter never held is a tombstone of a
 // filter deleted before we looked: nothing to tell. Live, it is a filter
@@ -231,6 +254,11 @@ func (a *Agent) remove(seq uint64, ef *events.Filter, reason string, initial boo
 	var ok bool
 	if ef.ID != 0 {
 		held, ok = a.filters.take(ef.ID)
+		if old, found := a.filters.getKey(ef.Key); !ok && found && old.ID < ef.ID {
+			// An older filter of the same key, whose own delete a later
+			// roll-up of the subject took out of the log unread.
+			a.release(old, superseded)
+		}
 	} else {
 		held, ok = a.filters.takeKey(ef.Key)
 	}

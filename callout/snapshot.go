@@ -1,6 +1,7 @@
 package callout
 
 import (
+	"context"
 	"log/slog"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -38,10 +39,17 @@ func (s *snapshot) contains(meta *natsjs.MsgMetadata, lastOnSubject func(seq uin
 }
 
 // advance counts a snapshot message handled; it reports whether that
-// ended the snapshot.
-func (s *snapshot) advance(seq uint64) (ended bool) {
+// ended the snapshot. last (the server had nothing after it) ends it in
+// any case: messages counted at the start can leave the stream before
+// they are read (a delete rolls up an add, a tombstone's horizon passes),
+// so the count alone may never be reached.
+func (s *snapshot) advance(seq uint64, last bool) (ended bool) {
 	if !s.active {
 		return false
+	}
+	if last {
+		s.active = false
+		return true
 	}
 	if s.until != 0 {
 		s.active = seq < s.until
@@ -50,4 +58,18 @@ func (s *snapshot) advance(seq uint64) (ended bool) {
 		s.active = s.left > 0
 	}
 	return !s.active
+}
+
+// drained reports whether the snapshot's consumer has nothing left to
+// deliver: the messages still counted left the stream before they were
+// read. Asked when the snapshot stalls.
+func (a *Agent) snapshotDrained() bool {
+	o, ok := a.source().(*ordered)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, apiTimeout)
+	defer cancel()
+	info, err := o.c.Info(ctx)
+	return err == nil && info.NumPending == 0
 }

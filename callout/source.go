@@ -118,7 +118,7 @@ func durableConfig(name, subject, calloutKey string) natsjs.ConsumerConfig {
 		Durable:       name,
 		Description:   "wfp callout agent " + calloutKey,
 		DeliverPolicy: natsjs.DeliverNewPolicy,
-		AckPolicy:     natsjs.AckExplicitPolicy,
+		AckPolicy:     natsjs.AckAllPolicy,
 		AckWait:       durableAckWait,
 		FilterSubject: subject,
 		MaxAckPending: durableMaxAckPending,

@@ -1,6 +1,9 @@
 package callout
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Stats are an agent's counters since Register.
 type Stats struct {
@@ -13,12 +16,21 @@ type Stats struct {
 	Duplicates    uint64 // adds for a filter already held, and redelivered messages
 	Tombstones    uint64 // snapshot deletes of filters never held
 	HandlerErrors uint64 // handler calls of any type that returned an error or panicked
-	Held          int    // filters held now (added and not yet deleted)
-	HeldTxParts   int    // messages of an incomplete transaction, held until the rest arrive
+	// Resyncs counts the times the agent, away from the log for longer
+	// than its horizon, compared what it holds with a snapshot instead of
+	// trusting the log to show every delete.
+	Resyncs uint64
+	// CaughtUp: every message of the callout stored before it has been
+	// read (kept only when the stream has a horizon; zero otherwise).
+	// now - CaughtUp is how far behind the log the agent may be.
+	CaughtUp    time.Time
+	Held        int // filters held now (added and not yet deleted)
+	HeldTxParts int // messages of an incomplete transaction, held until the rest arrive
 }
 
 type counters struct {
 	adds, refused, deletes, postCommits, transactions atomic.Uint64
 	skipped, duplicates, tombstones, handlerErrors    atomic.Uint64
+	resyncs                                           atomic.Uint64
 	heldTxParts                                       atomic.Int64
 }

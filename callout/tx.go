@@ -24,6 +24,7 @@ type item struct {
 	msg     natsjs.Msg
 	seq     uint64
 	initial bool
+	last    bool // the server had nothing after it when it delivered it
 }
 
 // pendingTx holds the parts of one transaction until all have arrived.
