@@ -43,4 +43,13 @@
 // also across a durable agent's restart; an agent registered
 // WithPostCommit then gets AddFilterPostCommit for each of them it holds
 // (R8).
+//
+// The log is compacted: a delete replaces its filter's add and itself
+// leaves after the stream's horizon. An agent that has not read its
+// callout's subjects for longer than that (a connection down, a handler
+// far behind, a durable agent stopped) may have missed deletes for good;
+// it notices and resyncs from a snapshot, as an informer relists: held
+// filters that are gone get DeleteFilter with their Context (once, R6),
+// filters added meanwhile get AddFilter with Initial set. Stats reports
+// Resyncs and CaughtUp.
 package callout

@@ -9,6 +9,10 @@
 // it catches up and validates again. Because nothing interleaves with a
 // fenced write, the engine knows the sequence each event gets, and a
 // filter's id is the sequence of its add event.
+//
+// It also compacts the log as it writes (see compact.go): a delete rolls
+// up its filter's subject and expires after Config.Horizon, so the log
+// holds the live state plus recent deletes.
 package engine
 
 import (
