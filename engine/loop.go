@@ -82,6 +82,7 @@ type tailMsg struct {
 	ev      *events.Event // nil: not an event this code acts on
 	err     error         // why ev is nil
 	plain   bool          // a tombstone without a TTL: the janitor's
+	last    bool          // the tail had nothing after it when it was delivered
 }
 
 // decodeTail runs in the consume callback. Messages the loop has already
@@ -96,7 +97,7 @@ func (e *Engine) decodeTail(m natsjs.Msg) {
 	if seq <= e.folded.Load() {
 		return
 	}
-	t := tailMsg{seq: seq, subject: m.Subject(), stored: meta.Timestamp}
+	t := tailMsg{seq: seq, subject: m.Subject(), stored: meta.Timestamp, last: meta.NumPending == 0}
 	t.ev, t.err = events.Decode(m.Data())
 	if t.err == nil && !t.ev.Known() {
 		t.err = fmt.Errorf("unknown event type %q or schema %d", t.ev.Type, t.ev.Schema)
@@ -192,7 +193,11 @@ func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*p
 		case m := <-e.tail:
 			e.fold(m, inflight)
 			idle.Reset(e.cfg.WriteTimeout)
-			probe.Reset(tailPause)
+			wait := tailPause
+			if m.last && len(e.tail) == 0 {
+				wait = 0 // the tail had nothing after it: the rest, if any, is gone
+			}
+			probe.Reset(wait)
 		case <-probe.C:
 			if e.reachedEnd(ctx) {
 				e.mu.Lock()

@@ -51,6 +51,7 @@ var wantFigures = map[string]bool{
 	"replay_rate":            true,
 	"replay_churn_time":      true,
 	"replay_churn_raw_time":  false,
+	"cold_start_churn_time":  false,
 	"cold_start_rate":        true,
 	"memory_engine":          true,
 	"memory_agent":           true,

@@ -272,14 +272,39 @@ func (b *bench) jsConnect(name string, opts ...natsjs.JetStreamOpt) (*jsConn, er
 // freshStream creates an empty event-log stream named name with prefix,
 // configured exactly as the engine configures its own, deleting any
 // leftover of that name first.
+//
+// The server removes a deleted stream's store in the background, so a
+// create right after the delete can fail to make the new store ("error
+// creating store for stream", 10049). That is retried, a while: the name
+// is free once the old store is gone.
 func (b *bench) freshStream(ctx context.Context, js natsjs.JetStream, name, prefix string) (natsjs.Stream, jetstream.StreamConfig, error) {
-	cfg := jetstream.StreamConfig{Name: name, Prefix: prefix}.WithDefaults()
+	cfg := jetstream.StreamConfig{Name: name, Prefix: prefix, Horizon: benchHorizon}.WithDefaults()
 	if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, natsjs.ErrStreamNotFound) {
 		return nil, cfg, err
 	}
-	s, err := jetstream.EnsureStream(ctx, js, cfg)
-	return s, cfg, err
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := jetstream.EnsureStream(ctx, js, cfg)
+		var apiErr *natsjs.APIError
+		if err == nil || !errors.As(err, &apiErr) || apiErr.ErrorCode != jsErrStoreFailed || time.Now().After(deadline) {
+			return s, cfg, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, cfg, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
+
+// jsErrStoreFailed is the server's "error creating store for stream"
+// (nats.go has no constant for it).
+const jsErrStoreFailed natsjs.ErrorCode = 10049
+
+// benchHorizon is the horizon of every stream the harness makes, as the
+// engine's default: a day, far longer than any run, so no reader resyncs
+// while it is timed. The churn scenario shortens it for its own log.
+const benchHorizon = 24 * time.Hour
 
 // dropStream deletes a stream a scenario is done with, so the next one
 // does not pay for its memory.

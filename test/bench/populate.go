@@ -23,6 +23,10 @@ import (
 // stream's only writer and publishes in order on one connection, so the
 // k-th publish lands at last+k. finish checks that it did.
 //
+// A FilterDeleted is compacted as the engine compacts it: it rolls up the
+// filter's subject (the add leaves the stream) and expires after the
+// stream's horizon (ttl).
+//
 // One difference, on purpose: the Nats-Msg-Id header is renamed to
 // standInMsgIDHeader, a header of the same length the server ignores. Written
 // in seconds instead of months, millions of ids would sit in the server's
@@ -40,6 +44,7 @@ type populator struct {
 	failed *atomic.Int64
 	first  uint64 // sequence of the first publish
 	next   uint64 // sequence the next publish gets
+	ttl    time.Duration
 
 	out     chan *nats.Msg
 	pubDone chan struct{}
@@ -63,7 +68,7 @@ func (b *bench) newPopulator(ctx context.Context, cfg jetstream.StreamConfig) (*
 		return nil, err
 	}
 	last := s.CachedInfo().State.LastSeq
-	p := &populator{js: jc.js, stream: s, subj: events.Subjects{Prefix: cfg.Prefix}, failed: failed,
+	p := &populator{js: jc.js, stream: s, subj: events.Subjects{Prefix: cfg.Prefix}, failed: failed, ttl: cfg.Horizon,
 		first: last + 1, next: last + 1, out: make(chan *nats.Msg, 4096), pubDone: make(chan struct{}),
 		gc: debug.SetGCPercent(400)}
 	go p.publisher()
@@ -92,16 +97,30 @@ func (p *populator) publisher() {
 
 // publish encodes ev and queues it; the k-th event queued lands at first+k-1.
 func (p *populator) publish(ev *events.Event) error {
-	m, err := p.subj.Message(ev)
+	m, err := populated(p.subj, ev, p.ttl)
 	if err != nil {
 		return err
+	}
+	p.out <- m
+	p.next++
+	return nil
+}
+
+// populated is the message the populator writes for ev: the engine's,
+// compacted as the engine compacts a delete with horizon ttl, with
+// Nats-Msg-Id renamed.
+func populated(subj events.Subjects, ev *events.Event, ttl time.Duration) (*nats.Msg, error) {
+	m, err := subj.Message(ev)
+	if err != nil {
+		return nil, err
+	}
+	if ev.Type == events.FilterDeleted || ev.Type == events.CalloutDeleted {
+		m.Compact(ttl)
 	}
 	h := nats.Header(m.Header)
 	h[standInMsgIDHeader] = h[events.HeaderMsgID]
 	delete(h, events.HeaderMsgID)
-	p.out <- &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}
-	p.next++
-	return nil
+	return &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}, nil
 }
 
 // addCallout writes the CalloutAdded every filter event needs before it.
