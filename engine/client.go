@@ -194,6 +194,11 @@ func (c *Client) call(ctx context.Context, endpoint string, req, resp any, extra
 	case err != nil:
 		return fmt.Errorf("engine: %s: %w", endpoint, err)
 	}
+	return decodeReply(subject, msg, resp)
+}
+
+// decodeReply turns an answer into resp, or into the *Error it carries.
+func decodeReply(subject string, msg *nats.Msg, resp any) error {
 	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
 		return &Error{Code: Code(code), Message: msg.Header.Get(micro.ErrorHeader)}
 	}

@@ -63,7 +63,7 @@ func (e *Engine) serve() error {
 				return nil, err
 			}
 			d, err := notifyTimeout(r.NotifyTimeoutMs)
-			return transaction{ops: r.Ops, notifyTimeout: d}, err
+			return transaction{ops: r.Ops, notifyTimeout: d, brief: r.Brief}, err
 		})},
 		{"callout-list", EndpointCalloutList, e.listCallouts},
 		{"filter-get", EndpointFilterGet, e.getFilter},
@@ -138,7 +138,11 @@ func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
 			case transaction:
 				go func() {
 					rejected := e.confirmTx(evs, cmd.notifyTimeout)
-					answer(jsonMsg(TxResponse{FirstSeq: seq, Events: evs, Rejected: rejected}))
+					resp := TxResponse{FirstSeq: seq, Count: len(evs), Events: evs, Rejected: rejected}
+					if cmd.brief {
+						resp.Events = nil
+					}
+					answer(jsonMsg(resp))
 				}()
 			case addCallout:
 				answer(jsonMsg(CalloutResponse{Callout: evs[0].Callout, Seq: seq}))

@@ -38,6 +38,9 @@ type TxRequest struct {
 	// NotifyTimeoutMs bounds the wait for callout agents' answers to the
 	// transaction's adds (R7); 0 means DefaultNotifyTimeout.
 	NotifyTimeoutMs int64 `json:"notifyTimeoutMs,omitempty"`
+	// Brief asks for an answer without the events (Count says how many
+	// were written): for bulk loads, whose caller knows what it sent.
+	Brief bool `json:"brief,omitempty"`
 }
 
 // TxResponse reports a committed transaction: the events it wrote, from
@@ -45,7 +48,8 @@ type TxRequest struct {
 // the engine deleted again; the rest stands.
 type TxResponse struct {
 	FirstSeq uint64          `json:"firstSeq"`
-	Events   []*events.Event `json:"events"`
+	Count    int             `json:"count"`            // events written, from FirstSeq on
+	Events   []*events.Event `json:"events,omitempty"` // absent when the request was Brief
 	Rejected []Rejection     `json:"rejected"`
 }
 
@@ -57,6 +61,7 @@ const MaxTxOps = jetstream.MaxBatch
 type transaction struct {
 	ops           []TxOp
 	notifyTimeout time.Duration
+	brief         bool
 }
 
 func (transaction) batched() {}

@@ -4,6 +4,7 @@
 //	engine callout add|delete|list ...
 //	engine filter add|delete|list ...
 //	engine tx apply FILE.json   one atomic transaction
+//	engine load FILE.json       any number of operations, in transactions of 1000
 //	engine events [--callout UUID] [--from-seq N] [--follow] [--archive]
 //	engine decode               one event payload on stdin, JSON on stdout
 //
@@ -30,6 +31,7 @@ const usage = `usage:
   engine filter delete (--key UUID | --id N)
   engine filter list [--callout UUID] [--layer L] [--provider UUID] [--json]
   engine tx apply FILE.json [--json] [--notify-timeout 5s]
+  engine load FILE.json [--in-flight 4] [--json] [--notify-timeout 5s]
   engine events [--callout UUID] [--from-seq N] [--follow] [--archive]
   engine decode < payload
 Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222).
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return eventsCmd(ctx, rest, stdout, stderr)
 	case "tx":
 		return txCmd(ctx, rest, stdin, stdout, stderr)
+	case "load":
+		return loadCmd(ctx, rest, stdin, stdout, stderr)
 	case "callout", "filter":
 		if len(rest) == 0 {
 			return fmt.Errorf("%s needs a verb: add, delete or list\n%s", sub, usage)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -241,5 +242,48 @@ func TestServeRefusesANegativeHorizon(t *testing.T) {
 	err := run(context.Background(), []string{"serve", "--horizon", "-5s", "--data", t.TempDir()}, nil, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "--horizon") {
 		t.Fatalf("serve --horizon -5s: %v", err)
+	}
+}
+
+// load applies any number of operations in transactions of 1000, in
+// order: a later transaction may delete what an earlier one added. A
+// refused transaction stops the load, naming it; what came before stays.
+func TestLoad(t *testing.T) {
+	c := newCLI(t)
+	dir := t.TempDir()
+	var ops []string
+	ops = append(ops, `{"op":"callout.add","callout":{"calloutKey":"`+calloutKey+`","name":"c"}}`)
+	keyOf := func(i int) string { return fmt.Sprintf("%08d-0000-4000-8000-000000000000", i) }
+	for i := 1; i <= 2500; i++ {
+		ops = append(ops, `{"op":"filter.add","filter":{"filterKey":"`+keyOf(i)+`","name":"f","layer":"L","action":"callout-inspection","calloutKey":"`+calloutKey+`"}}`)
+	}
+	ops = append(ops, `{"op":"filter.delete","filterKey":"`+keyOf(1)+`"}`) // added in the first transaction
+	good := filepath.Join(dir, "good.json")
+	writeFile(t, good, "["+strings.Join(ops, ",\n")+"]")
+	out := c.ok("load", good, "--in-flight", "2")
+	if want := "loaded 2502 operation(s) in 3 transaction(s) at log sequences 1-2502\n"; out != want {
+		t.Fatalf("load printed %q, want %q", out, want)
+	}
+	var listed []map[string]any
+	if err := json.Unmarshal([]byte(c.ok("filter", "list", "--callout", calloutKey, "--json")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 2499 {
+		t.Fatalf("%d filters after the load, want 2499", len(listed))
+	}
+
+	bad := filepath.Join(dir, "bad.json")
+	ops = ops[:0]
+	for i := 3001; i <= 4500; i++ {
+		ops = append(ops, `{"op":"filter.add","filter":{"filterKey":"`+keyOf(i)+`","name":"f","layer":"L","action":"block"}}`)
+	}
+	ops[1200] = `{"op":"filter.delete","filterId":999999}` // in the second transaction
+	writeFile(t, bad, "["+strings.Join(ops, ",")+"]")
+	out, err := c.run("load", bad)
+	if err == nil || !strings.Contains(err.Error(), "transaction from ops[1000]") || !strings.Contains(err.Error(), "FWP_E_FILTER_NOT_FOUND") {
+		t.Fatalf("load of a bad file: %v", err)
+	}
+	if !strings.HasPrefix(out, "loaded 1000 operation(s) in 1 transaction(s)") {
+		t.Fatalf("load of a bad file printed %q, want the first transaction reported", out)
 	}
 }

@@ -99,3 +99,50 @@ func readTx(file string, stdin io.Reader) (engine.TxRequest, error) {
 	}
 	return req, nil
 }
+
+// loadCmd applies a file of any number of operations, in transactions of
+// at most engine.MaxTxOps, several in flight: a bulk load.
+func loadCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("load", stderr)
+	var c conn
+	c.register(fs)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	inFlight := fs.Int("in-flight", engine.DefaultLoadInFlight, "transactions sent and not yet answered at once")
+	notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for callout agents to accept the added filters of each transaction")
+	var file string
+	rest := args
+	if len(rest) > 0 && (rest[0] == "-" || !strings.HasPrefix(rest[0], "-")) {
+		file, rest = rest[0], rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	if file == "" && fs.NArg() == 1 {
+		file = fs.Arg(0)
+	} else if fs.NArg() > 0 || file == "" {
+		return fmt.Errorf("usage: engine load FILE.json (- for stdin)")
+	}
+	req, err := readTx(file, stdin)
+	if err != nil {
+		return err
+	}
+	nc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	res, err := engine.NewClient(nc, engine.WithPrefix(c.prefix)).Load(ctx, req.Ops, *inFlight, engine.WithNotifyTimeout(*notifyTimeout))
+	if res != nil && res.Transactions > 0 {
+		if *asJSON {
+			if werr := writeJSON(stdout, res); werr != nil {
+				return werr
+			}
+		} else {
+			fmt.Fprintf(stdout, "loaded %d operation(s) in %d transaction(s) at log sequences %d-%d\n", res.Ops, res.Transactions, res.FirstSeq, res.LastSeq)
+			for _, r := range res.Rejected {
+				fmt.Fprintf(stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code, r.AgentID, r.Error)
+			}
+		}
+	}
+	return err
+}

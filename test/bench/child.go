@@ -40,6 +40,7 @@ const (
 	kindMemRaw      = "mem-raw"      // map[id]*events.Filter of the decoded filters
 	kindMemEngine   = "mem-engine"   // engine.Start, heap after
 	kindMemAgent    = "mem-agent"    // replay agent, heap after Synced
+	kindKVWatch     = "kv-watch"     // NATS KV WatchAll of bucket Stream, JSON-decoded into a map
 )
 
 type childSpec struct {
@@ -168,7 +169,11 @@ func runChildSpec(s childSpec) (r childResult) {
 		return fail(err)
 	}
 	cfg := jetstream.StreamConfig{Name: s.Stream, Prefix: s.Prefix}.WithDefaults()
-	if _, err := js.Stream(ctx, cfg.Name); err != nil { // warms the client up
+	warm := cfg.Name
+	if s.Kind == kindKVWatch {
+		warm = "KV_" + s.Stream
+	}
+	if _, err := js.Stream(ctx, warm); err != nil { // warms the client up
 		return fail(err)
 	}
 	subject := events.Subjects{Prefix: cfg.Prefix}.CalloutFilters(s.Callout)
@@ -212,6 +217,12 @@ func runChildSpec(s childSpec) (r childResult) {
 			defer e.Close()
 			r.Filters = e.Stats().Filters
 			keep = append(keep, e)
+		}
+	case kindKVWatch:
+		var m map[string]*events.Filter
+		if m, err = kvWatchAll(ctx, js, s.Stream); err == nil {
+			r.Filters = len(m)
+			keep = append(keep, m)
 		}
 	case kindMemRaw:
 		var m map[uint64]*events.Filter

@@ -52,6 +52,13 @@ type Config struct {
 	// the median is reported.
 	Reps      int `json:"reps"`
 	ChurnReps int `json:"churnReps"`
+	// BulkN filters are loaded in the bulk scenario.
+	BulkN int `json:"bulkN"`
+	// The fleet scenario: FleetCallouts callouts of FleetFilters filters
+	// each, FleetAgents replay agents per callout started at once.
+	FleetCallouts int `json:"fleetCallouts"`
+	FleetFilters  int `json:"fleetFilters"`
+	FleetAgents   int `json:"fleetAgents"`
 	// InProcess connects the harness's clients in process instead of over
 	// TCP loopback. Memory children always use TCP.
 	InProcess bool `json:"inProcess"`
@@ -79,6 +86,8 @@ func QuickConfig() Config {
 		LatencyOps: 3000, LatencyWarmup: 300,
 		NotifyRate: 2000, NotifyCallers: 8, NotifyWarmup: time.Second, NotifyDuration: 4 * time.Second,
 		Reps: 3, ChurnReps: 2,
+		BulkN:         100_000,
+		FleetCallouts: 20, FleetFilters: 1000, FleetAgents: 5,
 	}
 }
 
@@ -90,12 +99,14 @@ func FullConfig() Config {
 		LatencyOps: 20000, LatencyWarmup: 1000,
 		NotifyRate: 2000, NotifyCallers: 8, NotifyWarmup: 2 * time.Second, NotifyDuration: 10 * time.Second,
 		Reps: 1, ChurnReps: 1,
+		BulkN:         100_000,
+		FleetCallouts: 100, FleetFilters: 1000, FleetAgents: 10,
 	}
 }
 
 // scenarioNames are the scenarios in run order. replay, coldstart, memory
 // and churn share one populated log.
-var scenarioNames = []string{"throughput", "latency", "notify", "replay", "coldstart", "memory", "churn"}
+var scenarioNames = []string{"throughput", "latency", "notify", "bulk", "replay", "coldstart", "memory", "churn", "fleet"}
 
 func (c Config) wants(name string) bool {
 	if len(c.Only) == 0 {
@@ -126,6 +137,8 @@ func (c Config) validate() error {
 		return errors.New("need caller levels and an add duration")
 	case c.LatencyOps <= 0 || c.NotifyRate <= 0 || c.NotifyCallers <= 0 || c.NotifyDuration <= 0:
 		return errors.New("latency ops, notify rate, callers and duration must be positive")
+	case c.BulkN <= 0 || c.FleetCallouts <= 0 || c.FleetFilters <= 0 || c.FleetAgents <= 0:
+		return errors.New("bulk size and fleet sizes must be positive")
 	}
 	return nil
 }
@@ -200,6 +213,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"throughput"}, b.addThroughput},
 		{[]string{"latency"}, b.addLatency},
 		{[]string{"notify"}, b.notifyLatency},
+		{[]string{"bulk"}, b.bulkLoad},
 		{[]string{"replay", "coldstart", "memory", "churn"}, b.replayGroup},
 	} {
 		want := false

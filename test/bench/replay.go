@@ -66,6 +66,9 @@ func (b *bench) replayGroup(ctx context.Context) error {
 			b.report.add(newFigure("replay", "replay_rate", fmt.Sprintf("replay to synced, N=%s", count(n)), unitPerSec,
 				float64(n)/o, float64(n)/r, "raw ordered consumer, last per subject", ratioAtLeast(0.8),
 				noChurn.note("agent", "raw consumer", "filter")))
+			if err := b.kvReplay(ctx, calloutKey, n, o); err != nil {
+				return err
+			}
 		}
 	}
 

@@ -43,6 +43,15 @@ func (b *bench) addThroughput(ctx context.Context) error {
 		return err
 	}
 	defer b.dropStream(pub.js, rawCfg.Name)
+	kvConn, err := b.jsConnect("kv-create")
+	if err != nil {
+		return err
+	}
+	kv, err := b.freshBucket(ctx, kvConn.js, "BENCH_KV_TPUT")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = kvConn.js.DeleteKeyValue(context.Background(), "BENCH_KV_TPUT") }()
 
 	for _, callers := range b.cfg.Callers {
 		restore := label(ctx, "throughput", "raw")
@@ -98,6 +107,28 @@ func (b *bench) addThroughput(ctx context.Context) error {
 		b.report.add(newFigure("throughput", fmt.Sprintf("add_throughput_c%d", callers),
 			fmt.Sprintf("add throughput, %d caller(s)", callers), unitPerSec, ours, raw,
 			"raw async publish", t, note))
+
+		if callers != 1 && callers != 128 {
+			continue
+		}
+		// The KV peer: the same filters as JSON values, kv.Create each.
+		restore = label(ctx, "throughput", "raw")
+		if _, _, err := kvCreates(ctx, kv, w.callout, callers, b.cfg.AddWarmup); err != nil {
+			return err
+		}
+		runtime.GC()
+		kvCPU := startCPU()
+		kn, kel, err := kvCreates(ctx, kv, w.callout, callers, b.cfg.AddDuration)
+		restore()
+		if err != nil {
+			return err
+		}
+		kvRate := rate(kn, kel)
+		b.logf("throughput: %d callers: kv.Create %.0f/s", callers, kvRate)
+		b.report.add(newFigure("throughput", fmt.Sprintf("add_vs_kv_c%d", callers),
+			fmt.Sprintf("add throughput vs NATS KV, %d caller(s)", callers), unitPerSec, ours, kvRate,
+			"kv.Create of the filter as JSON", nil,
+			fmt.Sprintf("%d creates in %.2fs; process CPU per create %v", kn, kel.Seconds(), kvCPU.per(kn).Round(100*time.Nanosecond))))
 	}
 	return nil
 }
