@@ -56,6 +56,10 @@ type childSpec struct {
 	// pending at creation.
 	N    int `json:"n"`
 	Want int `json:"want"`
+	// Callouts and Agents: the fleet kinds' callouts and readers per
+	// callout (N is then the filters per callout).
+	Callouts []string `json:"callouts,omitempty"`
+	Agents   int      `json:"agents,omitempty"`
 	// CPUProfile and HeapProfile, if set, are where the child writes a CPU
 	// profile of the measured operation and its in-use heap after it.
 	CPUProfile  string `json:"cpuProfile,omitempty"`
@@ -71,6 +75,7 @@ type childResult struct {
 	Messages   int     `json:"messages"` // raw reads: messages read
 	Filters    int     `json:"filters"`  // engine and agent: live filters held
 	Tombstones uint64  `json:"tombstones,omitempty"`
+	Synced     int     `json:"synced,omitempty"` // fleet kinds: readers that got all their filters
 	// Memory kinds: HeapAlloc after two GCs before and after, and the
 	// difference per live filter.
 	HeapBefore uint64  `json:"heapBefore,omitempty"`
@@ -136,6 +141,10 @@ func childMain() bool {
 	} else {
 		if isMemKind(s.Kind) {
 			runtime.MemProfileRate = 4096 // fine enough to attribute per-filter bytes
+		}
+		if s.Kind == kindFleetAgents || s.Kind == kindFleetRaw {
+			fleetChild(s) // prints its own result, before it stops
+			return true
 		}
 		r = runChildSpec(s)
 	}

@@ -215,6 +215,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"notify"}, b.notifyLatency},
 		{[]string{"bulk"}, b.bulkLoad},
 		{[]string{"replay", "coldstart", "memory", "churn"}, b.replayGroup},
+		{[]string{"fleet"}, b.fleet},
 	} {
 		want := false
 		for _, n := range s.names {

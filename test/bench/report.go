@@ -204,6 +204,8 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.2f s", v)
 	case unitBytes:
 		return fmt.Sprintf("%.0f B", v)
+	case unitPerAgent:
+		return fmt.Sprintf("%.1f KB", v/1024)
 	}
 	return strings.TrimSpace(fmt.Sprintf("%g %s", v, unit))
 }
