@@ -182,7 +182,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		subj:     events.Subjects{Prefix: cfg.Prefix},
 		nc:       nc,
 		js:       js,
-		state:    projection.New(),
+		state:    projection.New(), // sized below, once the stream's size is known
 		agents:   newRegistry(),
 		waits:    newWaits(),
 		taken:    newTaken(),
@@ -196,6 +196,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: stream info: %w", err)
 	}
+	// The log holds about one message per live filter (compaction), so its
+	// message count sizes the state's maps.
+	e.state = projection.NewSized(int(min(info.State.Msgs, 1<<24)))
 	if err := e.startTail(ctx); err != nil {
 		return nil, err
 	}

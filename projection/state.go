@@ -56,11 +56,16 @@ func (ix index) remove(k string, f *events.Filter) {
 }
 
 // New returns an empty state at log position 0.
-func New() *State {
+func New() *State { return NewSized(0) }
+
+// NewSized is New with room for about filters filters, so that folding a
+// log of known size does not grow the maps step by step (a rebuild knows
+// the stream's message count).
+func NewSized(filters int) *State {
 	return &State{
 		callouts:   make(map[string]*events.Callout),
-		filters:    make(map[string]*events.Filter),
-		byID:       make(map[uint64]*events.Filter),
+		filters:    make(map[string]*events.Filter, filters),
+		byID:       make(map[uint64]*events.Filter, filters),
 		byCallout:  make(index),
 		byLayer:    make(index),
 		byProvider: make(index),
