@@ -49,6 +49,12 @@ func newKey() string { return uuid.NewString() }
 // on the last sequence so the payload's ID is the sequence the add gets.
 func (e *env) add(calloutKey, name string) *events.Filter {
 	e.t.Helper()
+	return e.addKey(calloutKey, newKey(), name)
+}
+
+// addKey is add with a given filter key.
+func (e *env) addKey(calloutKey, key, name string) *events.Filter {
+	e.t.Helper()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	info, err := e.stream.Info(context.Background())
@@ -56,11 +62,10 @@ func (e *env) add(calloutKey, name string) *events.Filter {
 		e.t.Fatal(err)
 	}
 	f := &events.Filter{
-		Key: newKey(), ID: info.State.LastSeq + 1, Name: name, Layer: "ALE_AUTH_CONNECT_V4",
+		Key: key, ID: info.State.LastSeq + 1, Name: name, Layer: "ALE_AUTH_CONNECT_V4",
 		Action: events.ActionCalloutInspection, CalloutKey: calloutKey,
 	}
-	seq := e.publish(events.NewFilterEvent(events.FilterAdded, f), natsjs.WithExpectLastSequence(info.State.LastSeq))
-	if seq != f.ID {
+	if seq := e.publish(events.NewFilterEvent(events.FilterAdded, f), natsjs.WithExpectLastSequence(info.State.LastSeq)); seq != f.ID {
 		e.t.Fatalf("add stored at %d, want %d", seq, f.ID)
 	}
 	return f

@@ -3,6 +3,7 @@ package callout_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,15 +70,7 @@ func TestResync_LiveAgentAwayLongerThanTheHorizon(t *testing.T) {
 	const horizon = 2 * time.Second
 	e := newEnvHorizon(t, horizon)
 	ck := newKey()
-	inX, release := make(chan struct{}), make(chan struct{})
-	rec := newRecorder()
-	rec.before = func(_ context.Context, nt callout.NotifyType, f *callout.Filter) error {
-		if nt == callout.AddFilter && f.Name == "X" {
-			close(inX)
-			<-release
-		}
-		return nil
-	}
+	rec, inX, release := stuckIn("X")
 	a := e.register(ck, rec)
 	f1, f2 := e.add(ck, "f1"), e.add(ck, "f2")
 	rec.expect(t, addNote(f1, false), addNote(f2, false))
@@ -89,7 +82,7 @@ func TestResync_LiveAgentAwayLongerThanTheHorizon(t *testing.T) {
 	e.dropConsumers()
 	e.waitGone(e.delCompact(f1, horizon)) // f1's delete comes and goes
 	f3 := e.add(ck, "f3")
-	close(release)
+	release()
 
 	rec.expect(t, addNote(x, false))
 	got := rec.next(t)
@@ -185,15 +178,7 @@ func TestResync_IdleAgentStaysCaughtUp(t *testing.T) {
 func TestResync_NewerFilterOfTheSameKeyReleasesTheOldOne(t *testing.T) {
 	e := newEnv(t) // no horizon: this is about roll-ups alone
 	ck := newKey()
-	inX, release := make(chan struct{}), make(chan struct{})
-	rec := newRecorder()
-	rec.before = func(_ context.Context, nt callout.NotifyType, f *callout.Filter) error {
-		if nt == callout.AddFilter && f.Name == "X" {
-			close(inX)
-			<-release
-		}
-		return nil
-	}
+	rec, inX, release := stuckIn("X")
 	a := e.register(ck, rec)
 	old := e.add(ck, "old")
 	rec.expect(t, addNote(old, false))
@@ -203,7 +188,7 @@ func TestResync_NewerFilterOfTheSameKeyReleasesTheOldOne(t *testing.T) {
 	e.delCompact(old, 0)
 	newer := e.addKey(ck, old.Key, "newer")
 	e.delCompact(newer, 0) // rolls up old's delete and newer's add
-	close(release)
+	release()
 
 	rec.expect(t, addNote(x, false))
 	got := rec.next(t)
@@ -216,24 +201,6 @@ func TestResync_NewerFilterOfTheSameKeyReleasesTheOldOne(t *testing.T) {
 	}
 }
 
-// addKey is add with a given filter key.
-func (e *env) addKey(calloutKey, key, name string) *events.Filter {
-	e.t.Helper()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	info, err := e.stream.Info(context.Background())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	f := &events.Filter{
-		Key: key, ID: info.State.LastSeq + 1, Name: name, Layer: "ALE_AUTH_CONNECT_V4",
-		Action: events.ActionCalloutInspection, CalloutKey: calloutKey,
-	}
-	if seq := e.publish(events.NewFilterEvent(events.FilterAdded, f), natsjs.WithExpectLastSequence(info.State.LastSeq)); seq != f.ID {
-		e.t.Fatalf("add stored at %d, want %d", seq, f.ID)
-	}
-	return f
-}
 
 // The same from the other side: an add of a newer filter of a key the
 // agent holds means the held one was deleted, though its delete is not in
@@ -241,15 +208,7 @@ func (e *env) addKey(calloutKey, key, name string) *events.Filter {
 func TestResync_AddOfANewerFilterOfTheSameKeyReleasesTheOldOne(t *testing.T) {
 	e := newEnv(t)
 	ck := newKey()
-	inX, release := make(chan struct{}), make(chan struct{})
-	rec := newRecorder()
-	rec.before = func(_ context.Context, nt callout.NotifyType, f *callout.Filter) error {
-		if nt == callout.AddFilter && f.Name == "X" {
-			close(inX)
-			<-release
-		}
-		return nil
-	}
+	rec, inX, release := stuckIn("X")
 	a := e.register(ck, rec)
 	old := e.add(ck, "old")
 	rec.expect(t, addNote(old, false))
@@ -261,7 +220,7 @@ func TestResync_AddOfANewerFilterOfTheSameKeyReleasesTheOldOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	newer := e.addKey(ck, old.Key, "newer")
-	close(release)
+	release()
 
 	rec.expect(t, addNote(x, false))
 	got := rec.next(t)
@@ -310,4 +269,20 @@ func TestReplay_SnapshotWhoseLastMessageLeftStillSyncs(t *testing.T) {
 	if s := a.Stats(); s.Adds != 500 || s.Resyncs != 0 {
 		t.Fatalf("stats %+v, want the 500 filters and no resync", s)
 	}
+}
+
+// stuckIn is a recorder whose handler, in the AddFilter of the filter
+// named name, signals on the returned channel and waits for release.
+func stuckIn(name string) (rec *recorder, in <-chan struct{}, release func()) {
+	entered, gate := make(chan struct{}), make(chan struct{})
+	rec = newRecorder()
+	rec.before = func(_ context.Context, nt callout.NotifyType, f *callout.Filter) error {
+		if nt == callout.AddFilter && f.Name == name {
+			close(entered)
+			<-gate
+		}
+		return nil
+	}
+	var once sync.Once
+	return rec, entered, func() { once.Do(func() { close(gate) }) }
 }

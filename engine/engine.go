@@ -219,6 +219,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
+	// The API's subscriptions reach the server asynchronously: a round
+	// trip makes sure it has them, so a request sent by anyone once Start
+	// returns finds the engine (else "no responders").
+	if err := e.nc.FlushTimeout(e.cfg.WriteTimeout); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("engine: serving the API: %w", err)
+	}
 	f, c := e.state.Len()
 	e.log.Info("engine ready", "stream", cfg.Stream, "prefix", cfg.Prefix,
 		"seq", e.state.Seq(), "filters", f, "callouts", c, "skipped", e.skipped.Load())

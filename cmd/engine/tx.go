@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,22 +23,7 @@ func txCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	c.register(fs)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for callout agents to accept the added filters")
-	// The file comes first, flags after it, as in the usage line; flags
-	// first work too.
-	rest := args[1:]
-	var file string
-	if len(rest) > 0 && (rest[0] == "-" || !strings.HasPrefix(rest[0], "-")) {
-		file, rest = rest[0], rest[1:]
-	}
-	if err := fs.Parse(rest); err != nil {
-		return err
-	}
-	if file == "" && fs.NArg() == 1 {
-		file = fs.Arg(0)
-	} else if fs.NArg() > 0 || file == "" {
-		return fmt.Errorf("usage: engine tx apply FILE.json (- for stdin)")
-	}
-	req, err := readTx(file, stdin)
+	req, err := parseFileArgs(fs, args[1:], "engine tx apply", stdin)
 	if err != nil {
 		return err
 	}
@@ -71,6 +57,24 @@ func txCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		fmt.Fprintf(stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code, r.AgentID, r.Error)
 	}
 	return nil
+}
+
+// parseFileArgs parses "FILE [flags]" (flags first work too) and reads
+// the operations from FILE, or stdin for "-".
+func parseFileArgs(fs *flag.FlagSet, args []string, cmd string, stdin io.Reader) (engine.TxRequest, error) {
+	var file string
+	if len(args) > 0 && (args[0] == "-" || !strings.HasPrefix(args[0], "-")) {
+		file, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return engine.TxRequest{}, err
+	}
+	if file == "" && fs.NArg() == 1 {
+		file = fs.Arg(0)
+	} else if fs.NArg() > 0 || file == "" {
+		return engine.TxRequest{}, fmt.Errorf("usage: %s FILE.json (- for stdin)", cmd)
+	}
+	return readTx(file, stdin)
 }
 
 // readTx reads a transaction from a file, or stdin for "-". It takes the
@@ -109,20 +113,7 @@ func loadCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	inFlight := fs.Int("in-flight", engine.DefaultLoadInFlight, "transactions sent and not yet answered at once")
 	notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for callout agents to accept the added filters of each transaction")
-	var file string
-	rest := args
-	if len(rest) > 0 && (rest[0] == "-" || !strings.HasPrefix(rest[0], "-")) {
-		file, rest = rest[0], rest[1:]
-	}
-	if err := fs.Parse(rest); err != nil {
-		return err
-	}
-	if file == "" && fs.NArg() == 1 {
-		file = fs.Arg(0)
-	} else if fs.NArg() > 0 || file == "" {
-		return fmt.Errorf("usage: engine load FILE.json (- for stdin)")
-	}
-	req, err := readTx(file, stdin)
+	req, err := parseFileArgs(fs, args, "engine load", stdin)
 	if err != nil {
 		return err
 	}
