@@ -201,7 +201,6 @@ func TestResync_NewerFilterOfTheSameKeyReleasesTheOldOne(t *testing.T) {
 	}
 }
 
-
 // The same from the other side: an add of a newer filter of a key the
 // agent holds means the held one was deleted, though its delete is not in
 // the log any more (here an operator purged it).
