@@ -71,12 +71,7 @@ var decoders = sync.Pool{New: func() any {
 var errTruncated = io.ErrUnexpectedEOF
 
 func (d *decoder) event(e *Event) error {
-	n, err := d.mapLen()
-	for i := 0; i < n && err == nil; i++ {
-		var k []byte
-		if k, err = d.key(); err != nil {
-			break
-		}
+	return d.fields(func(k []byte) (err error) {
 		switch string(k) {
 		case "v":
 			var v int64
@@ -91,42 +86,36 @@ func (d *decoder) event(e *Event) error {
 		case "ts":
 			e.Time, err = d.time()
 		case "f":
-			if d.nilNext() {
+			switch {
+			case d.nilNext():
 				e.Filter = nil
-				break
-			}
-			if e.Filter == nil {
+			case e.Filter == nil:
 				e.Filter = new(Filter)
+				fallthrough
+			default:
+				err = d.filter(e.Filter)
 			}
-			err = d.filter(e.Filter)
 		case "c":
-			if d.nilNext() {
+			switch {
+			case d.nilNext():
 				e.Callout = nil
-				break
-			}
-			if e.Callout == nil {
+			case e.Callout == nil:
 				e.Callout = new(Callout)
+				fallthrough
+			default:
+				err = d.callout(e.Callout)
 			}
-			err = d.callout(e.Callout)
 		case "r":
 			e.Reason, err = d.str()
 		default:
 			err = d.skip()
 		}
-		if err != nil {
-			err = fmt.Errorf("%q: %w", k, err)
-		}
-	}
-	return err
+		return err
+	})
 }
 
 func (d *decoder) filter(f *Filter) error {
-	n, err := d.mapLen()
-	for i := 0; i < n && err == nil; i++ {
-		var k []byte
-		if k, err = d.key(); err != nil {
-			break
-		}
+	return d.fields(func(k []byte) (err error) {
 		switch string(k) {
 		case "k":
 			f.Key, err = d.str()
@@ -156,19 +145,16 @@ func (d *decoder) filter(f *Filter) error {
 			f.ProviderKey, err = d.symbol()
 		case "pd":
 			var b []byte
-			if b, err = d.raw(); len(b) > 0 {
+			b, err = d.raw()
+			f.ProviderData = nil
+			if len(b) > 0 {
 				f.ProviderData = bytes.Clone(b)
-			} else {
-				f.ProviderData = nil
 			}
 		default:
 			err = d.skip()
 		}
-		if err != nil {
-			err = fmt.Errorf("%q: %w", k, err)
-		}
-	}
-	return err
+		return err
+	})
 }
 
 func (d *decoder) conditions() ([]Condition, error) {
@@ -185,13 +171,10 @@ func (d *decoder) conditions() ([]Condition, error) {
 	return cs, nil
 }
 
+// condition reads one condition; nil is a zero condition, as msgpack
+// decoded it.
 func (d *decoder) condition(c *Condition) error {
-	n, err := d.mapLen() // nil: a zero condition, as msgpack decoded it
-	for i := 0; i < n && err == nil; i++ {
-		var k []byte
-		if k, err = d.key(); err != nil {
-			break
-		}
+	return d.fields(func(k []byte) (err error) {
 		switch string(k) {
 		case "f":
 			c.Field, err = d.symbol()
@@ -202,20 +185,12 @@ func (d *decoder) condition(c *Condition) error {
 		default:
 			err = d.skip()
 		}
-		if err != nil {
-			err = fmt.Errorf("%q: %w", k, err)
-		}
-	}
-	return err
+		return err
+	})
 }
 
 func (d *decoder) callout(c *Callout) error {
-	n, err := d.mapLen()
-	for i := 0; i < n && err == nil; i++ {
-		var k []byte
-		if k, err = d.key(); err != nil {
-			break
-		}
+	return d.fields(func(k []byte) (err error) {
 		switch string(k) {
 		case "k":
 			c.Key, err = d.symbol()
@@ -232,8 +207,20 @@ func (d *decoder) callout(c *Callout) error {
 		default:
 			err = d.skip()
 		}
-		if err != nil {
-			err = fmt.Errorf("%q: %w", k, err)
+		return err
+	})
+}
+
+// fields reads a map (nil is an empty one) and calls field with each key
+// to read its value. An error names the key it came from.
+func (d *decoder) fields(field func(key []byte) error) error {
+	n, err := d.mapLen()
+	for i := 0; i < n && err == nil; i++ {
+		var k []byte
+		if k, err = d.key(); err == nil {
+			if err = field(k); err != nil {
+				err = fmt.Errorf("%q: %w", k, err)
+			}
 		}
 	}
 	return err
