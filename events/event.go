@@ -1,13 +1,10 @@
 package events
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Type names an event. Readers must tolerate types they do not know (R5).
@@ -77,30 +74,3 @@ func NewCalloutEvent(t Type, c *Callout) *Event {
 
 // ErrMalformed is wrapped by Decode for payloads that are not an event.
 var ErrMalformed = errors.New("events: malformed payload")
-
-// Encode returns the msgpack payload of e.
-func Encode(e *Event) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(enc)
-	enc.Reset(&buf)
-	enc.UseCompactInts(true)
-	if err := enc.Encode(e); err != nil {
-		return nil, fmt.Errorf("events: encode %s: %w", e.Type, err)
-	}
-	return buf.Bytes(), nil
-}
-
-// Decode parses a payload. Unknown fields are ignored and an unknown type is
-// not an error (check Event.Known); only bytes that are not a msgpack map of
-// the envelope's shape fail, wrapped in ErrMalformed.
-func Decode(data []byte) (*Event, error) {
-	var e Event
-	if err := msgpack.Unmarshal(data, &e); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if e.Type == "" {
-		return nil, fmt.Errorf("%w: no event type", ErrMalformed)
-	}
-	return &e, nil
-}
