@@ -107,6 +107,16 @@ func (d *decoder) event(e *Event) error {
 			}
 		case "r":
 			e.Reason, err = d.str()
+		case "s":
+			switch {
+			case d.nilNext():
+				e.Session = nil
+			case e.Session == nil:
+				e.Session = new(Session)
+				fallthrough
+			default:
+				err = d.session(e.Session)
+			}
 		default:
 			err = d.skip()
 		}
@@ -150,6 +160,8 @@ func (d *decoder) filter(f *Filter) error {
 			if len(b) > 0 {
 				f.ProviderData = bytes.Clone(b)
 			}
+		case "s":
+			f.Session, err = d.str()
 		default:
 			err = d.skip()
 		}
@@ -204,6 +216,26 @@ func (d *decoder) callout(c *Callout) error {
 			c.Flags, err = d.symbols()
 		case "pk":
 			c.ProviderKey, err = d.symbol()
+		case "s":
+			c.Session, err = d.str()
+		default:
+			err = d.skip()
+		}
+		return err
+	})
+}
+
+func (d *decoder) session(s *Session) error {
+	return d.fields(func(k []byte) (err error) {
+		switch string(k) {
+		case "k":
+			s.ID, err = d.str()
+		case "n":
+			s.Name, err = d.str()
+		case "dy":
+			s.Dynamic, err = d.bool()
+		case "ls":
+			s.LeaseMs, err = d.md.DecodeUint64()
 		default:
 			err = d.skip()
 		}
@@ -291,6 +323,14 @@ func (d *decoder) raw() ([]byte, error) {
 func (d *decoder) str() (string, error) {
 	b, err := d.raw()
 	return string(b), err
+}
+
+// bool reads a bool; nil is false.
+func (d *decoder) bool() (bool, error) {
+	if d.nilNext() {
+		return false, nil
+	}
+	return d.md.DecodeBool()
 }
 
 // symbol reads a string many events repeat (layer, action, keys of

@@ -71,7 +71,7 @@ func (w *encoder) event(e *Event) {
 		enc.EncodeNil()
 		return
 	}
-	enc.EncodeMapLen(4 + count(e.Filter != nil) + count(e.Callout != nil) + count(e.Reason != ""))
+	enc.EncodeMapLen(4 + count(e.Filter != nil) + count(e.Callout != nil) + count(e.Reason != "") + count(e.Session != nil))
 	enc.EncodeString("v")
 	enc.EncodeInt(int64(e.Schema))
 	w.str("t", string(e.Type))
@@ -87,12 +87,17 @@ func (w *encoder) event(e *Event) {
 		w.callout(e.Callout)
 	}
 	w.optStr("r", e.Reason)
+	if e.Session != nil {
+		enc.EncodeString("s")
+		w.session(e.Session)
+	}
 }
 
 func (w *encoder) filter(f *Filter) {
 	enc := w.enc
 	enc.EncodeMapLen(6 + count(f.Description != "") + count(f.SubLayerKey != "") + count(len(f.Conditions) > 0) +
-		count(f.CalloutKey != "") + count(len(f.Flags) > 0) + count(f.ProviderKey != "") + count(len(f.ProviderData) > 0))
+		count(f.CalloutKey != "") + count(len(f.Flags) > 0) + count(f.ProviderKey != "") + count(len(f.ProviderData) > 0) +
+		count(f.Session != ""))
 	w.str("k", f.Key)
 	enc.EncodeString("i")
 	enc.EncodeUint(f.ID)
@@ -120,16 +125,29 @@ func (w *encoder) filter(f *Filter) {
 		enc.EncodeString("pd")
 		enc.EncodeBytes(f.ProviderData)
 	}
+	w.optStr("s", f.Session)
 }
 
 func (w *encoder) callout(c *Callout) {
-	w.enc.EncodeMapLen(2 + count(c.Description != "") + count(c.Layer != "") + count(len(c.Flags) > 0) + count(c.ProviderKey != ""))
+	w.enc.EncodeMapLen(2 + count(c.Description != "") + count(c.Layer != "") + count(len(c.Flags) > 0) + count(c.ProviderKey != "") +
+		count(c.Session != ""))
 	w.str("k", c.Key)
 	w.str("n", c.Name)
 	w.optStr("d", c.Description)
 	w.optStr("l", c.Layer)
 	w.strings("fl", c.Flags)
 	w.optStr("pk", c.ProviderKey)
+	w.optStr("s", c.Session)
+}
+
+func (w *encoder) session(s *Session) {
+	w.enc.EncodeMapLen(3 + count(s.Name != ""))
+	w.str("k", s.ID)
+	w.optStr("n", s.Name)
+	w.enc.EncodeString("dy")
+	w.enc.EncodeBool(s.Dynamic)
+	w.enc.EncodeString("ls")
+	w.enc.EncodeUint(s.LeaseMs)
 }
 
 func (w *encoder) str(key, v string) {

@@ -25,7 +25,7 @@ const SchemaVersion = 1
 // Known reports whether t is a type this code understands.
 func (t Type) Known() bool {
 	switch t {
-	case FilterAdded, FilterDeleted, CalloutAdded, CalloutDeleted:
+	case FilterAdded, FilterDeleted, CalloutAdded, CalloutDeleted, SessionOpened, SessionClosed:
 		return true
 	}
 	return false
@@ -33,7 +33,7 @@ func (t Type) Known() bool {
 
 // Event is one entry of the log. Filter events carry the whole filter, also
 // on delete, so an agent that never saw the add still learns what went away
-// (R4). Callout events carry the callout.
+// (R4). Callout events carry the callout, session events the session.
 type Event struct {
 	Schema  int       `msgpack:"v" json:"schema"`
 	Type    Type      `msgpack:"t" json:"type"`
@@ -45,6 +45,9 @@ type Event struct {
 	// the delete: "rejected by agent X: ..." for an add a callout refused
 	// (R7).
 	Reason string `msgpack:"r,omitempty" json:"reason,omitempty"`
+	// Session is the session of a SessionOpened or SessionClosed (see
+	// session.go).
+	Session *Session `msgpack:"s,omitempty" json:"session,omitempty"`
 }
 
 // Known reports whether this code can act on the event: a known type, a
@@ -56,6 +59,8 @@ func (e *Event) Known() bool {
 	switch e.Type {
 	case FilterAdded, FilterDeleted:
 		return e.Filter != nil && e.Filter.Key != ""
+	case SessionOpened, SessionClosed:
+		return e.Session != nil && e.Session.ID != ""
 	default:
 		return e.Callout != nil && e.Callout.Key != ""
 	}

@@ -31,6 +31,7 @@ type goldenCase struct {
 // intended wire change: go test ./events -run TestGolden -update
 func goldenEvents() []goldenCase {
 	const fk, ck, pk = "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01", "0c8e7f1d-7c55-4d0e-a2e1-6f3b9d2f4e10", "7d1e2f3a-4b5c-4d6e-8f70-a1b2c3d4e5f6"
+	const sk = "3e9a1c2b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 	ts := time.Date(2025, 3, 14, 15, 9, 26, 535897932, time.UTC)
 	typical := &Filter{
 		Key: fk, ID: 1_000_001, Name: fmt.Sprintf("bench filter %027d", 1), Layer: "FWPM_LAYER_ALE_AUTH_CONNECT_V4", Weight: 1,
@@ -82,6 +83,14 @@ func goldenEvents() []goldenCase {
 		{"zero-time-negative-schema", &Event{Schema: -40, Type: FilterAdded, ID: "", Time: time.Time{}}},
 		{"time-before-1970", &Event{Schema: 1000, Type: CalloutAdded, ID: "j", Time: time.Date(1969, 7, 20, 20, 17, 40, 1, time.UTC)}},
 		{"time-after-2514", &Event{Schema: 70000, Type: CalloutAdded, ID: "k", Time: time.Date(2600, 1, 1, 0, 0, 0, 999999999, time.UTC)}},
+		{"session-opened", &Event{Schema: 1, Type: SessionOpened, ID: "l", Time: ts,
+			Session: &Session{ID: sk, Name: "deploy 42", Dynamic: true, LeaseMs: 10000}}},
+		{"session-closed-abandoned", &Event{Schema: 1, Type: SessionClosed, ID: "m", Time: ts,
+			Session: &Session{ID: sk, Dynamic: true, LeaseMs: 70000}, Reason: "abandoned: no heartbeat for 1m10s"}},
+		{"filter-added-in-session", &Event{Schema: 1, Type: FilterAdded, ID: "n", Time: ts,
+			Filter: &Filter{Key: fk, ID: 3, Name: "dynamic", Layer: "ALE_AUTH_CONNECT_V4", Action: ActionBlock, Session: sk}}},
+		{"callout-added-in-session", &Event{Schema: 1, Type: CalloutAdded, ID: "o", Time: ts,
+			Callout: &Callout{Key: ck, Name: "dynamic", Session: sk}}},
 	}
 }
 

@@ -1,6 +1,9 @@
 package events
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+)
 
 // Header names. Nats-Msg-Id is JetStream's own: with the event id in it, a
 // re-sent event is stored once.
@@ -37,10 +40,15 @@ func (s Subjects) Message(e *Event) (Message, error) {
 		return Message{}, err
 	}
 	m := Message{Data: data, Header: make(map[string][]string, 8)}
-	if e.Filter != nil {
+	switch {
+	case e.Filter != nil:
 		m.Subject = s.Filter(e.Filter)
-	} else {
+	case e.Callout != nil:
 		m.Subject = s.Callout(e.Callout.Key)
+	case e.Session != nil:
+		m.Subject = s.Session(e.Session.ID)
+	default:
+		return Message{}, fmt.Errorf("events: %s event has no filter, callout or session: no subject", e.Type)
 	}
 	h := header(m.Header)
 	h.Set(HeaderMsgID, e.ID)
@@ -61,5 +69,6 @@ func (s Subjects) Message(e *Event) (Message, error) {
 			h.Set(HeaderLayer, c.Layer)
 		}
 	}
+	setSessionHeader(h, e)
 	return m, nil
 }

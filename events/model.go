@@ -90,6 +90,9 @@ type Filter struct {
 	Flags        []string    `msgpack:"fl,omitempty" json:"flags,omitempty"`
 	ProviderKey  string      `msgpack:"pk,omitempty" json:"providerKey,omitempty"`
 	ProviderData []byte      `msgpack:"pd,omitempty" json:"providerData,omitempty"`
+	// Session is the dynamic session the filter was added in: it is
+	// deleted when that session ends (R8). Empty for a permanent filter.
+	Session string `msgpack:"s,omitempty" json:"sessionId,omitempty"`
 }
 
 // HasFlag reports whether the filter carries flag.
@@ -117,6 +120,9 @@ type Callout struct {
 	Layer       string   `msgpack:"l,omitempty" json:"layer,omitempty"`
 	Flags       []string `msgpack:"fl,omitempty" json:"flags,omitempty"`
 	ProviderKey string   `msgpack:"pk,omitempty" json:"providerKey,omitempty"`
+	// Session is the dynamic session the callout object was added in, as
+	// for Filter.Session.
+	Session string `msgpack:"s,omitempty" json:"sessionId,omitempty"`
 }
 
 // HasFlag reports whether the callout carries flag.

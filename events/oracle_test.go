@@ -60,7 +60,7 @@ func sameEvent(a, b *Event) bool {
 func randEvent(r *rand.Rand) *Event {
 	e := &Event{
 		Schema: int(randInt(r)),
-		Type:   Type(pick(r, "FilterAdded", "FilterDeleted", "CalloutAdded", "CalloutDeleted", "FilterRenamed", "x", "")),
+		Type:   Type(pick(r, "FilterAdded", "FilterDeleted", "CalloutAdded", "CalloutDeleted", "SessionOpened", "SessionClosed", "FilterRenamed", "x", "")),
 		ID:     randString(r),
 		Time:   randTime(r),
 		Reason: maybe(r, randString),
@@ -75,7 +75,11 @@ func randEvent(r *rand.Rand) *Event {
 		e.Callout = &Callout{
 			Key: randString(r), Name: randString(r), Description: maybe(r, randString),
 			Layer: maybe(r, randString), Flags: randStrings(r), ProviderKey: maybe(r, randString),
+			Session: maybe(r, randString),
 		}
+	}
+	if r.IntN(3) == 0 {
+		e.Session = &Session{ID: randString(r), Name: maybe(r, randString), Dynamic: r.IntN(2) == 0, LeaseMs: randUint(r)}
 	}
 	return e
 }
@@ -86,6 +90,7 @@ func randFilter(r *rand.Rand) *Filter {
 		Layer: randString(r), SubLayerKey: maybe(r, randString), Weight: randUint(r),
 		Action:     ActionType(pick(r, "permit", "block", "callout-terminating", "callout-inspection", "callout-unknown", "")),
 		CalloutKey: maybe(r, randString), Flags: randStrings(r), ProviderKey: maybe(r, randString),
+		Session: maybe(r, randString),
 	}
 	if n := randLen(r); n > 0 {
 		f.Conditions = make([]Condition, n)

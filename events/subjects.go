@@ -39,10 +39,13 @@ func (s Subjects) CalloutFilters(key string) string {
 }
 
 // Stream returns the subjects the event-log stream captures:
-// "<prefix>.filter.>" and "<prefix>.callout.>". Not "<prefix>.>": the
-// engine's API and the agent protocol live under the same prefix, and a
-// stream capturing them would store every request and answer it.
-func (s Subjects) Stream() []string { return []string{s.Prefix + ".filter.>", s.Prefix + ".callout.>"} }
+// "<prefix>.filter.>", "<prefix>.callout.>" and "<prefix>.session.*". Not
+// "<prefix>.>": the engine's API, the agent protocol and session heartbeats
+// live under the same prefix, and a stream capturing them would store every
+// request and answer it.
+func (s Subjects) Stream() []string {
+	return []string{s.Prefix + ".filter.>", s.Prefix + ".callout.>", s.AllSessions()}
+}
 
 // AllFilters matches every filter subject.
 func (s Subjects) AllFilters() string { return s.Prefix + ".filter.>" }

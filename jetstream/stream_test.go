@@ -15,7 +15,7 @@ func TestStreamConfigDefaultsAndSubjects(t *testing.T) {
 	if c.Name != "WFP" || c.Prefix != "wfp" || c.Replicas != 1 {
 		t.Fatalf("defaults: %+v", c)
 	}
-	want := []string{"wfp.filter.>", "wfp.callout.>"}
+	want := []string{"wfp.filter.>", "wfp.callout.>", "wfp.session.*"}
 	if got := (StreamConfig{}).Subjects(); !slices.Equal(got, want) {
 		t.Fatalf("Subjects() = %v, want %v", got, want)
 	}
@@ -32,7 +32,7 @@ func TestStreamConfigDefaultsAndSubjects(t *testing.T) {
 func TestEnsureStreamCreatesWithOwnedSettings(t *testing.T) {
 	_, s := setupStream(t)
 	cfg := s.CachedInfo().Config
-	if !slices.Equal(cfg.Subjects, []string{"wfp.filter.>", "wfp.callout.>"}) {
+	if !slices.Equal(cfg.Subjects, []string{"wfp.filter.>", "wfp.callout.>", "wfp.session.*"}) {
 		t.Errorf("subjects %v", cfg.Subjects)
 	}
 	if cfg.Storage != natsjs.FileStorage || !cfg.AllowAtomicPublish || !cfg.AllowDirect ||
