@@ -341,3 +341,17 @@ func TestConcurrentClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestVerdictTextRoundTrip(t *testing.T) {
+	for _, v := range []Verdict{None, Continue, Permit, Block} {
+		b, _ := v.MarshalText()
+		var got Verdict
+		if err := got.UnmarshalText(b); err != nil || got != v {
+			t.Fatalf("%v: read back %v, %v", v, got, err)
+		}
+	}
+	var v Verdict
+	if err := v.UnmarshalText([]byte("allow")); err == nil {
+		t.Fatal("accepted a verdict that does not exist")
+	}
+}

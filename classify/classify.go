@@ -156,3 +156,15 @@ func (l *Layer) parseValues(in Values, vals []input) error {
 	}
 	return nil
 }
+
+// UnmarshalText reads a verdict's name, so JSON that MarshalText wrote
+// reads back.
+func (v *Verdict) UnmarshalText(b []byte) error {
+	for i, n := range verdictNames {
+		if n == string(b) {
+			*v = Verdict(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("classify: %q is not a verdict (none, continue, permit, block)", b)
+}

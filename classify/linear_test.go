@@ -4,60 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"testing"
 
 	"github.com/wfpnats/wfp/events"
 )
-
-// linearScan classifies the plain way, for comparison: every call walks
-// the filters as given, parses each condition and input value on the fly,
-// groups conditions by field in a map, then sorts the matches into WFP's
-// order. It shares the per-value parsing and the arbitration with the
-// compiled path, so the two differ only in what Compile does up front.
-func linearScan(ctx context.Context, layer string, in Values, filters []*events.Filter, reg Registry, opts ...Option) (*Result, error) {
-	weigher := &Layer{subWeights: map[string]uint16{}}
-	for _, o := range opts {
-		o(weigher)
-	}
-	layer = canonicalLayer(layer)
-	var matched []*compiled
-	for _, f := range filters {
-		if canonicalLayer(f.Layer) != layer || !linearMatch(f, in) {
-			continue
-		}
-		sub := subLayerOf(f)
-		matched = append(matched, &compiled{f: f, subLayer: sub, subWeight: weigher.subLayerWeight(sub)})
-	}
-	slices.SortFunc(matched, func(a, b *compiled) int { return evalOrder(*a, *b) })
-	return arbitrate(ctx, layer, matched, in, reg)
-}
-
-func linearMatch(f *events.Filter, in Values) bool {
-	held := map[string]bool{} // field -> one of its conditions held
-	for _, ec := range f.Conditions {
-		field, k, err := compileCond(ec)
-		if _, ok := held[field]; !ok {
-			held[field] = false
-		}
-		text, given := in[field]
-		if err != nil || !given {
-			continue
-		}
-		_, t, _ := events.CanonicalField(field)
-		v, err := parseInput(field, t, text)
-		if err == nil && k.match(&v) {
-			held[field] = true
-		}
-	}
-	for _, ok := range held {
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
 
 // TestCompiledMatchesLinearScan checks the compiled layer (slots, grouping
 // by field, precomputed order) against the plain scan on random filters and
@@ -122,7 +73,7 @@ func TestCompiledMatchesLinearScan(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := linearScan(t.Context(), testLayer, in, filters, reg, weights)
+			want, err := LinearScan(t.Context(), testLayer, in, filters, reg, weights)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -213,7 +164,7 @@ func BenchmarkLinearScan10k(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if _, err := linearScan(b.Context(), testLayer, ins[i%len(ins)], filters, continues); err != nil {
+		if _, err := LinearScan(b.Context(), testLayer, ins[i%len(ins)], filters, continues); err != nil {
 			b.Fatal(err)
 		}
 		i++
