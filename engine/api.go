@@ -81,11 +81,14 @@ type ListFiltersResponse struct {
 }
 
 // CalloutInfo is a callout object with the number of filters naming it
-// and the agents registered for it.
+// and the agents registered for it. Registered is WFP's
+// FWPM_CALLOUT_FLAG_REGISTERED: the callout has live agents, so classify
+// asks it; an unregistered one blocks or is skipped (R8).
 type CalloutInfo struct {
 	events.Callout
 	FilterCount int         `json:"filterCount"`
 	Agents      []AgentInfo `json:"agents"`
+	Registered  bool        `json:"registered"`
 }
 
 // ListCalloutsResponse lists every callout object as of Seq.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,7 @@ type CallOption func(*callOptions)
 
 type callOptions struct {
 	notifyTimeout time.Duration // 0: the engine's default
+	session       string        // WithSession
 }
 
 // WithNotifyTimeout bounds how long an AddFilter or ApplyTx waits for the
@@ -89,6 +91,11 @@ func (o callOptions) notifyWait() time.Duration {
 
 // AddCallout adds a callout object. An empty key gets a fresh one.
 func (c *Client) AddCallout(ctx context.Context, co events.Callout, opts ...CallOption) (*events.Callout, error) {
+	o, err := collect(opts)
+	if err != nil {
+		return nil, err
+	}
+	co.Session = cmp.Or(co.Session, o.session)
 	var resp CalloutResponse
 	if err := c.call(ctx, EndpointCalloutAdd, co, &resp, 0, opts); err != nil {
 		return nil, err
@@ -120,6 +127,7 @@ func (c *Client) AddFilter(ctx context.Context, f events.Filter, opts ...CallOpt
 	if err != nil {
 		return nil, err
 	}
+	f.Session = cmp.Or(f.Session, o.session)
 	req := AddFilterRequest{Filter: f, NotifyTimeoutMs: o.notifyTimeout.Milliseconds()}
 	var resp FilterResponse
 	if err := c.call(ctx, EndpointFilterAdd, req, &resp, o.notifyWait(), opts); err != nil {
@@ -160,7 +168,7 @@ func (c *Client) ApplyTx(ctx context.Context, ops []TxOp, opts ...CallOption) (*
 	if err != nil {
 		return nil, err
 	}
-	req := TxRequest{Ops: ops, NotifyTimeoutMs: o.notifyTimeout.Milliseconds()}
+	req := TxRequest{Ops: ops, NotifyTimeoutMs: o.notifyTimeout.Milliseconds(), SessionID: o.session}
 	var resp TxResponse
 	if err := c.call(ctx, EndpointTxApply, req, &resp, o.notifyWait(), opts); err != nil {
 		return nil, err

@@ -47,6 +47,11 @@ type Config struct {
 	// WriteTimeout bounds one write to JetStream and one catch-up
 	// (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
+	// Classifier answers classify for callout filters whose callout has
+	// registered agents (default InterimClassifier).
+	Classifier CalloutClassifier
+
+	clock func() time.Time // the session leases' clock; tests set it
 }
 
 // DefaultWriteTimeout is Config.WriteTimeout's default.
@@ -71,6 +76,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.Classifier == nil {
+		c.Classifier = InterimClassifier
+	}
+	if c.clock == nil {
+		c.clock = time.Now
 	}
 	return c
 }
@@ -102,6 +113,17 @@ type Engine struct {
 	unanswered atomic.Uint64 // adds taken back because an agent did not answer
 	written    atomic.Uint64 // events this engine wrote
 	fenced     atomic.Uint64 // writes refused by the fence and retried
+
+	// Classify (classify.go) and dynamic sessions (session.go).
+	classifiers     layerCache
+	registered      registered
+	classifying     chan struct{} // a slot per classify being answered
+	calloutsAsked   atomic.Uint64
+	leases          *leases
+	heartbeats      atomic.Uint64
+	sessionsExpired atomic.Uint64
+	sweeps          atomic.Uint64 // session sweeps done, for tests
+	expiring        atomic.Uint64 // abandoned sessions a sweep set out to end
 
 	stop     context.CancelFunc
 	loopDone chan struct{}
@@ -141,7 +163,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		cmds:     make(chan *request, 4*cfg.MaxGroup),
 		tail:     make(chan tailMsg, 4096),
 		loopDone: make(chan struct{}),
+
+		classifying: make(chan struct{}, maxClassifying),
+		leases:      newLeases(cfg.clock),
 	}
+	e.registered = registered{agents: e.agents, ask: cfg.Classifier, asked: &e.calloutsAsked}
 	info, err := stream.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("engine: stream info: %w", err)
@@ -160,6 +186,10 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	if err := e.listen(); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("engine: agent registry: %w", err)
+	}
+	if err := e.listenSessions(); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("engine: session heartbeats: %w", err)
 	}
 	if err := e.serve(); err != nil {
 		e.Close()
@@ -232,6 +262,15 @@ type Stats struct {
 	// because an agent did not answer in time (R7).
 	Rejected   uint64 `json:"rejected"`
 	Unanswered uint64 `json:"unanswered"`
+	// ClassifyCompiles counts compiles of a layer for classify (one per
+	// layer change that a classify followed); CalloutsAsked, registered
+	// callouts asked by classify.
+	ClassifyCompiles uint64 `json:"classifyCompiles"`
+	CalloutsAsked    uint64 `json:"calloutsAsked"`
+	// Heartbeats counts session heartbeats heard; SessionsExpired, sessions
+	// this engine ended as abandoned.
+	Heartbeats      uint64 `json:"heartbeats"`
+	SessionsExpired uint64 `json:"sessionsExpired"`
 }
 
 // Stats returns the engine's counters.
@@ -241,7 +280,9 @@ func (e *Engine) Stats() Stats {
 	seq := e.state.Seq()
 	e.mu.RUnlock()
 	return Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
-		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load()}
+		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load(),
+		ClassifyCompiles: e.classifiers.compiles.Load(), CalloutsAsked: e.calloutsAsked.Load(),
+		Heartbeats: e.heartbeats.Load(), SessionsExpired: e.sessionsExpired.Load()}
 }
 
 // View runs fn with read access to the state. fn must not keep pointers

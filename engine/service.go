@@ -63,8 +63,12 @@ func (e *Engine) serve() error {
 				return nil, err
 			}
 			d, err := notifyTimeout(r.NotifyTimeoutMs)
-			return transaction{ops: r.Ops, notifyTimeout: d}, err
+			return transaction{ops: inSession(r.Ops, r.SessionID), notifyTimeout: d}, err
 		})},
+		{"classify", EndpointClassify, e.classifyHandler},
+		{"session-open", EndpointSessionOpen, e.sessionOpen},
+		{"session-close", EndpointSessionClose, e.sessionClose},
+		{"session-list", EndpointSessionList, e.sessionList},
 		{"callout-list", EndpointCalloutList, e.listCallouts},
 		{"filter-get", EndpointFilterGet, e.getFilter},
 		{"filter-list", EndpointFilterList, e.listFilters},
@@ -199,7 +203,8 @@ func (e *Engine) listCallouts(req micro.Request) {
 			if agents == nil {
 				agents = []AgentInfo{}
 			}
-			resp.Callouts = append(resp.Callouts, CalloutInfo{Callout: *c, FilterCount: s.FiltersNaming(c.Key), Agents: agents})
+			resp.Callouts = append(resp.Callouts, CalloutInfo{Callout: *c, FilterCount: s.FiltersNaming(c.Key), Agents: agents,
+				Registered: len(agents) > 0})
 		}
 	})
 	if resp.Callouts == nil {

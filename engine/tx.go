@@ -38,6 +38,9 @@ type TxRequest struct {
 	// NotifyTimeoutMs bounds the wait for callout agents' answers to the
 	// transaction's adds (R7); 0 means DefaultNotifyTimeout.
 	NotifyTimeoutMs int64 `json:"notifyTimeoutMs,omitempty"`
+	// SessionID, if set, puts every add that names no session of its own
+	// in that dynamic session (R8).
+	SessionID string `json:"sessionId,omitempty"`
 }
 
 // TxResponse reports a committed transaction: the events it wrote, from

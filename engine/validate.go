@@ -91,6 +91,9 @@ func (cmd addCallout) event(v projection.View, _ uint64) (*events.Event, error) 
 	if err := checkFlags(c.Flags, events.CalloutFlags); err != nil {
 		return nil, err
 	}
+	if err := checkSession(v, &c.Session); err != nil {
+		return nil, err
+	}
 	if _, ok := v.Callout(c.Key); ok {
 		return nil, errorf(CodeAlreadyExists, "callout %s already exists", c.Key)
 	}
@@ -145,6 +148,9 @@ func (cmd addFilter) event(v projection.View, seq uint64) (*events.Event, error)
 	if err := checkFlags(f.Flags, events.FilterFlags); err != nil {
 		return nil, err
 	}
+	if err := checkSession(v, &f.Session); err != nil {
+		return nil, err
+	}
 	if !f.Action.Valid() {
 		return nil, errorf(CodeInvalidParameter, "action: %q is not one of %v", f.Action, events.ActionTypes)
 	}
@@ -161,6 +167,9 @@ func (cmd addFilter) event(v projection.View, seq uint64) (*events.Event, error)
 		}
 		if c.Layer != "" && c.Layer != f.Layer {
 			return nil, errorf(CodeIncompatibleLayer, "layer: callout %s applies to layer %s, not %s", c.Key, c.Layer, f.Layer)
+		}
+		if err := checkCalloutSession(f, c); err != nil {
+			return nil, err
 		}
 	} else if f.CalloutKey != "" {
 		return nil, errorf(CodeInvalidParameter, "calloutKey: action %s names no callout", f.Action)
