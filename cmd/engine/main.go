@@ -4,6 +4,8 @@
 //	engine callout add|delete|list ...
 //	engine filter add|delete|list ...
 //	engine tx apply FILE.json   one atomic transaction
+//	engine classify --layer L --field NAME=VALUE ...
+//	engine session open|keepalive|run|close|list ...   dynamic sessions
 //	engine events [--callout UUID] [--from-seq N] [--follow]
 //	engine decode               one event payload on stdin, JSON on stdout
 //
@@ -23,26 +25,36 @@ import (
 
 const usage = `usage:
   engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--nats-url URL]
-  engine callout add --key UUID --name NAME [--layer L] [--json]
+  engine callout add --key UUID --name NAME [--layer L] [--session ID] [--json]
   engine callout delete --key UUID
   engine callout list [--json]
-  engine filter add [--key UUID] --name NAME --layer L [--weight N] --action ACTION [--callout UUID] [--condition FIELD=VALUE]... [--notify-timeout 5s] [--json]
+  engine filter add [--key UUID] --name NAME --layer L [--weight N] --action ACTION [--callout UUID] [--condition FIELD=VALUE]... [--notify-timeout 5s] [--session ID] [--json]
   engine filter delete (--key UUID | --id N)
   engine filter list [--callout UUID] [--layer L] [--provider UUID] [--json]
-  engine tx apply FILE.json [--json] [--notify-timeout 5s]
+  engine tx apply FILE.json [--json] [--notify-timeout 5s] [--session ID]
+  engine classify --layer L [--field NAME=VALUE]... [--json]
+  engine session open --dynamic [--name N] [--lease 10s] [--json]
+  engine session keepalive ID
+  engine session run --dynamic [--name N] [--lease 10s] -- CMD [ARG]...
+  engine session close ID [--json]
+  engine session list [--json]
   engine events [--callout UUID] [--from-seq N] [--follow]
   engine decode < payload
 Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222).
+--session defaults to $WFP_SESSION, which session run sets for its command.
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	var code exitCode
 	switch {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(2)
+	case errors.As(err, &code): // session run: the command's own exit status
+		os.Exit(int(code))
 	default:
 		fmt.Fprintln(os.Stderr, "engine:", err)
 		os.Exit(1)
@@ -63,6 +75,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return eventsCmd(ctx, rest, stdout, stderr)
 	case "tx":
 		return txCmd(ctx, rest, stdin, stdout, stderr)
+	case "classify":
+		return classifyCmd(ctx, rest, stdout, stderr)
+	case "session":
+		return sessionCmd(ctx, rest, stdin, stdout, stderr)
 	case "callout", "filter":
 		if len(rest) == 0 {
 			return fmt.Errorf("%s needs a verb: add, delete or list\n%s", sub, usage)

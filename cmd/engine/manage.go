@@ -64,6 +64,7 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 		fs.StringVar(&co.Description, "description", "", "description")
 		fs.StringVar(&co.Layer, "layer", "", "the layer the callout applies to (filters naming it must be in it)")
 		fs.Var((*flagList)(&co.Flags), "flag", "callout flag (repeatable): "+strings.Join(events.CalloutFlags, ", "))
+		sessionFlag(fs, &co.Session)
 		act = func(cl *engine.Client) error {
 			if co.Key == "" {
 				return fmt.Errorf("callout add: --key is required")
@@ -97,9 +98,9 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 				return writeJSON(stdout, resp.Callouts)
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CALLOUT\tNAME\tLAYER\tFILTERS\tAGENTS")
+			fmt.Fprintln(tw, "CALLOUT\tNAME\tLAYER\tFILTERS\tREGISTERED\tAGENTS")
 			for _, co := range resp.Callouts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", co.Key, co.Name, dash(co.Layer), co.FilterCount, agentList(co.Agents))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", co.Key, co.Name, dash(co.Layer), co.FilterCount, yesNo(co.Registered), agentList(co.Agents))
 			}
 			return tw.Flush()
 		}
@@ -116,6 +117,7 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 		fs.StringVar(&f.ProviderKey, "provider", "", "provider key (UUID)")
 		fs.Var((*conditions)(&f.Conditions), "condition", "condition FIELD=VALUE (repeatable)")
 		fs.Var((*flagList)(&f.Flags), "flag", "filter flag (repeatable): "+strings.Join(events.FilterFlags, ", "))
+		sessionFlag(fs, &f.Session)
 		notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for the callout's agents to accept the filter")
 		act = func(cl *engine.Client) error {
 			f.Action = events.ActionType(action)

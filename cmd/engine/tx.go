@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,6 +23,8 @@ func txCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	c.register(fs)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for callout agents to accept the added filters")
+	var session string
+	sessionFlag(fs, &session)
 	// The file comes first, flags after it, as in the usage line; flags
 	// first work too.
 	rest := args[1:]
@@ -47,7 +50,8 @@ func txCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return err
 	}
 	defer nc.Close()
-	resp, err := engine.NewClient(nc, engine.WithPrefix(c.prefix)).ApplyTx(ctx, req.Ops, engine.WithNotifyTimeout(*notifyTimeout))
+	resp, err := engine.NewClient(nc, engine.WithPrefix(c.prefix)).ApplyTx(ctx, req.Ops, engine.WithNotifyTimeout(*notifyTimeout),
+		engine.WithSession(cmp.Or(req.SessionID, session)))
 	if err != nil {
 		return err
 	}
