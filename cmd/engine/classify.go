@@ -69,6 +69,6 @@ func classifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "%s: %s (%d matching filters as of log sequence %d)\n", resp.Decision, resp.Reason, len(resp.Filters), resp.Seq)
+	_, err = fmt.Fprintf(stdout, "%s: %s (as of log sequence %d)\n", resp.Decision, resp.Reason, resp.Seq)
 	return err
 }
