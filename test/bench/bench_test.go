@@ -30,6 +30,7 @@ func tinyConfig(t *testing.T) Config {
 		LatencyOps: 200, LatencyWarmup: 20,
 		NotifyRate: 1000, NotifyCallers: 8, NotifyWarmup: 200 * time.Millisecond, NotifyDuration: 600 * time.Millisecond,
 		Reps: 2, ChurnReps: 2,
+		ClassifyFilters: 320, ClassifyCallers: 4, ClassifyDuration: 200 * time.Millisecond,
 		Exe: os.Args[0],
 		Log: t.Output(),
 	}
@@ -54,6 +55,9 @@ var wantFigures = map[string]bool{
 	"cold_start_rate":        true,
 	"memory_engine":          true,
 	"memory_agent":           true,
+	"classify_inprocess":     false,
+	"classify_api":           false,
+	"classify_api_callout":   false,
 }
 
 // mayBeZero are the latencies that clamp a notify arriving before the

@@ -52,6 +52,11 @@ type Config struct {
 	// the median is reported.
 	Reps      int `json:"reps"`
 	ChurnReps int `json:"churnReps"`
+	// ClassifyFilters filters per layer are classified against, by
+	// ClassifyCallers API callers, for ClassifyDuration per measurement.
+	ClassifyFilters  int           `json:"classifyFilters"`
+	ClassifyCallers  int           `json:"classifyCallers"`
+	ClassifyDuration time.Duration `json:"classifyDuration"`
 	// InProcess connects the harness's clients in process instead of over
 	// TCP loopback. Memory children always use TCP.
 	InProcess bool `json:"inProcess"`
@@ -79,6 +84,7 @@ func QuickConfig() Config {
 		LatencyOps: 3000, LatencyWarmup: 300,
 		NotifyRate: 2000, NotifyCallers: 8, NotifyWarmup: time.Second, NotifyDuration: 4 * time.Second,
 		Reps: 3, ChurnReps: 2,
+		ClassifyFilters: 10_000, ClassifyCallers: 16, ClassifyDuration: 2 * time.Second,
 	}
 }
 
@@ -90,12 +96,13 @@ func FullConfig() Config {
 		LatencyOps: 20000, LatencyWarmup: 1000,
 		NotifyRate: 2000, NotifyCallers: 8, NotifyWarmup: 2 * time.Second, NotifyDuration: 10 * time.Second,
 		Reps: 1, ChurnReps: 1,
+		ClassifyFilters: 10_000, ClassifyCallers: 16, ClassifyDuration: 5 * time.Second,
 	}
 }
 
 // scenarioNames are the scenarios in run order. replay, coldstart, memory
 // and churn share one populated log.
-var scenarioNames = []string{"throughput", "latency", "notify", "replay", "coldstart", "memory", "churn"}
+var scenarioNames = []string{"throughput", "latency", "notify", "replay", "coldstart", "memory", "churn", "classify"}
 
 func (c Config) wants(name string) bool {
 	if len(c.Only) == 0 {
@@ -126,6 +133,8 @@ func (c Config) validate() error {
 		return errors.New("need caller levels and an add duration")
 	case c.LatencyOps <= 0 || c.NotifyRate <= 0 || c.NotifyCallers <= 0 || c.NotifyDuration <= 0:
 		return errors.New("latency ops, notify rate, callers and duration must be positive")
+	case c.wants("classify") && (c.ClassifyFilters < 16 || c.ClassifyCallers <= 0 || c.ClassifyDuration <= 0):
+		return errors.New("classify needs at least 16 filters, callers and a duration")
 	}
 	return nil
 }
@@ -201,6 +210,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"latency"}, b.addLatency},
 		{[]string{"notify"}, b.notifyLatency},
 		{[]string{"replay", "coldstart", "memory", "churn"}, b.replayGroup},
+		{[]string{"classify"}, b.classifyRate},
 	} {
 		want := false
 		for _, n := range s.names {

@@ -33,6 +33,11 @@
 //	            replay agent (≤ 600 B), vs a plain map of decoded filters
 //	churn       the replay again after 4N filters were added and deleted,
 //	            as a ratio to the replay without churn; target ≤ 1.3
+//	classify    classify decisions/s on a layer of 10k filters, in process
+//	            and through the API (16 callers), and with one callout call
+//	            per decision (the engine's interim answer for a registered
+//	            callout), vs classify.LinearScan of the same filters with
+//	            the same concurrency
 //
 // Method notes: the logs of the last four are written straight to the
 // stream (see populator) after checking, each run, that the populator
