@@ -34,28 +34,12 @@ func (ss *sessions) closed(s *events.Session) bool {
 }
 
 func (ss *sessions) filterIn(f *events.Filter) {
-	if f.Session == "" {
-		return
+	if f.Session != "" {
+		put(&ss.filters, f.Session, f.Key, f)
 	}
-	if ss.filters == nil {
-		ss.filters = make(map[string]map[string]*events.Filter)
-	}
-	m := ss.filters[f.Session]
-	if m == nil {
-		m = make(map[string]*events.Filter)
-		ss.filters[f.Session] = m
-	}
-	m[f.Key] = f
 }
 
-func (ss *sessions) filterOut(f *events.Filter) {
-	if m := ss.filters[f.Session]; m != nil {
-		delete(m, f.Key)
-		if len(m) == 0 {
-			delete(ss.filters, f.Session)
-		}
-	}
-}
+func (ss *sessions) filterOut(f *events.Filter) { drop(ss.filters, f.Session, f.Key) }
 
 // calloutIn indexes c, replacing old (the callout of the same key it
 // replaces, or nil).
@@ -63,25 +47,32 @@ func (ss *sessions) calloutIn(c, old *events.Callout) {
 	if old != nil {
 		ss.calloutOut(old)
 	}
-	if c.Session == "" {
-		return
+	if c.Session != "" {
+		put(&ss.callouts, c.Session, c.Key, c)
 	}
-	if ss.callouts == nil {
-		ss.callouts = make(map[string]map[string]*events.Callout)
-	}
-	m := ss.callouts[c.Session]
-	if m == nil {
-		m = make(map[string]*events.Callout)
-		ss.callouts[c.Session] = m
-	}
-	m[c.Key] = c
 }
 
-func (ss *sessions) calloutOut(c *events.Callout) {
-	if m := ss.callouts[c.Session]; m != nil {
-		delete(m, c.Key)
-		if len(m) == 0 {
-			delete(ss.callouts, c.Session)
+func (ss *sessions) calloutOut(c *events.Callout) { drop(ss.callouts, c.Session, c.Key) }
+
+// put sets (*m)[outer][inner] = v, making the maps it needs.
+func put[V any](m *map[string]map[string]V, outer, inner string, v V) {
+	if *m == nil {
+		*m = make(map[string]map[string]V)
+	}
+	in := (*m)[outer]
+	if in == nil {
+		in = make(map[string]V)
+		(*m)[outer] = in
+	}
+	in[inner] = v
+}
+
+// drop deletes m[outer][inner], and m[outer] once it is empty.
+func drop[V any](m map[string]map[string]V, outer, inner string) {
+	if in := m[outer]; in != nil {
+		delete(in, inner)
+		if len(in) == 0 {
+			delete(m, outer)
 		}
 	}
 }
