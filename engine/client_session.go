@@ -112,7 +112,8 @@ func (s *Session) Close(ctx context.Context, opts ...CallOption) (*CloseSessionR
 }
 
 // CloseSession ends session id: its filters and callouts are deleted and
-// its end recorded.
+// its end recorded. A retry after a timeout may find it closed by the
+// first try: ErrSessionAborted then means the session is over either way.
 func (c *Client) CloseSession(ctx context.Context, id string, opts ...CallOption) (*CloseSessionResponse, error) {
 	var resp CloseSessionResponse
 	if err := c.call(ctx, EndpointSessionClose, SessionRef{SessionID: id}, &resp, DefaultWriteTimeout, opts); err != nil {
