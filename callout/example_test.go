@@ -218,5 +218,5 @@ func ExampleWithStream() {
 	fmt.Println("stream", info.CachedInfo().Config.Name, "subjects", info.CachedInfo().Config.Subjects)
 	// Output:
 	// add "inspect telnet"
-	// stream POLICY subjects [acme.wfp.filter.> acme.wfp.callout.>]
+	// stream POLICY subjects [acme.wfp.filter.> acme.wfp.callout.> acme.wfp.session.*]
 }
