@@ -27,6 +27,9 @@ type State struct {
 	byCallout  index
 	byLayer    index
 	byProvider index
+	// h keeps removed entries for reads as of earlier positions
+	// (history.go).
+	h history
 }
 
 type index map[string]map[string]*events.Filter
@@ -98,14 +101,19 @@ func (s *State) Apply(seq uint64, ev *events.Event) bool {
 		s.byCallout.add(f.CalloutKey, f)
 		s.byLayer.add(f.Layer, f)
 		s.byProvider.add(f.ProviderKey, f)
+		s.added(f)
 		return true
 	case events.FilterDeleted:
 		return s.removeFilter(ev.Filter.Key)
 	case events.CalloutAdded:
+		s.calloutAdded(ev.Callout, s.callouts[ev.Callout.Key])
 		s.callouts[ev.Callout.Key] = ev.Callout
 		return true
 	case events.CalloutDeleted:
-		_, ok := s.callouts[ev.Callout.Key]
+		c, ok := s.callouts[ev.Callout.Key]
+		if ok {
+			s.calloutRemoved(c)
+		}
 		delete(s.callouts, ev.Callout.Key)
 		return ok
 	}
@@ -122,6 +130,7 @@ func (s *State) removeFilter(key string) bool {
 	s.byCallout.remove(f.CalloutKey, f)
 	s.byLayer.remove(f.Layer, f)
 	s.byProvider.remove(f.ProviderKey, f)
+	s.removed(f)
 	return true
 }
 
