@@ -47,6 +47,10 @@ type Config struct {
 	// WriteTimeout bounds one write to JetStream and one catch-up
 	// (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
+	// StaleReads drops the read barrier: lists and gets answer from the
+	// state as it is, which may miss writes another engine acknowledged a
+	// moment ago. For measuring what the barrier costs; see read.go.
+	StaleReads bool
 }
 
 // DefaultWriteTimeout is Config.WriteTimeout's default.
@@ -77,20 +81,24 @@ func (c Config) withDefaults() Config {
 
 // Engine is a running filter engine.
 type Engine struct {
-	cfg  Config
-	log  *slog.Logger
-	subj events.Subjects
-	nc   *nats.Conn
-	js   natsjs.JetStream
+	cfg    Config
+	log    *slog.Logger
+	subj   events.Subjects
+	nc     *nats.Conn
+	js     natsjs.JetStream
+	stream natsjs.Stream
 
 	mu    sync.RWMutex // guards state; only the writer loop takes it for writing
 	state *projection.State
 
-	cmds    chan *request
-	tail    chan tailMsg
-	folded  atomic.Uint64 // state.Seq(), for the tail's callback to read
-	tailCtx natsjs.ConsumeContext
-	svc     micro.Service
+	cmds   chan *request
+	tail   chan tailMsg
+	folded atomic.Uint64 // state.Seq(), for the tail's callback to read
+	// progress is signalled each time the state moves, for reads waiting
+	// for it (read.go).
+	progress *progress
+	tailCtx  natsjs.ConsumeContext
+	svc      micro.Service
 
 	agents *registry
 	waits  *waits
@@ -134,6 +142,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		subj:     events.Subjects{Prefix: cfg.Prefix},
 		nc:       nc,
 		js:       js,
+		stream:   stream,
+		progress: newProgress(),
 		state:    projection.New(),
 		agents:   newRegistry(),
 		waits:    newWaits(),
@@ -165,6 +175,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
+	// Ready means the API's subscriptions have reached the server: a
+	// request sent by anyone once Start returns finds an engine.
+	if err := nc.FlushTimeout(cfg.WriteTimeout); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("engine: registering the API with the server: %w", err)
+	}
+	go e.keepForListings()
 	f, c := e.state.Len()
 	e.log.Info("engine ready", "stream", cfg.Stream, "prefix", cfg.Prefix,
 		"seq", e.state.Seq(), "filters", f, "callouts", c, "skipped", e.skipped.Load())

@@ -20,6 +20,9 @@ const (
 	CodeTimeout                   Code = "FWP_E_TIMEOUT"
 	CodeInternal                  Code = "FWP_E_INTERNAL"
 	CodeEngineNotResponding       Code = "FWP_E_ENGINE_NOT_RESPONDING"
+	// CodeInvalidEnumerator: a listing's later page was asked as of a log
+	// sequence the engines no longer keep; list again.
+	CodeInvalidEnumerator Code = "FWP_E_INVALID_ENUMERATOR"
 )
 
 // Error is what a refused management request returns: a code and a message
@@ -55,6 +58,7 @@ var (
 	ErrTimeout                   = &Error{Code: CodeTimeout}
 	ErrInternal                  = &Error{Code: CodeInternal}
 	ErrEngineNotResponding       = &Error{Code: CodeEngineNotResponding}
+	ErrInvalidEnumerator         = &Error{Code: CodeInvalidEnumerator}
 )
 
 func errorf(code Code, format string, args ...any) *Error {

@@ -136,6 +136,7 @@ drain:
 	}
 	e.folded.Store(e.state.Seq())
 	e.mu.Unlock()
+	e.progress.signal()
 	for _, d := range batch {
 		if d.ev == nil {
 			continue
@@ -282,6 +283,7 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			}
 			e.folded.Store(e.state.Seq())
 			e.mu.Unlock()
+			e.progress.signal()
 			e.written.Add(uint64(n))
 			for _, p := range owners {
 				if last := p.first + uint64(len(p.evs)) - 1; last <= base+uint64(n) {

@@ -44,7 +44,7 @@ func main() {
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(2)
 	default:
-		fmt.Fprintln(os.Stderr, "engine:", err)
+		fmt.Fprintln(os.Stderr, "engine:", printable(err.Error()))
 		os.Exit(1)
 	}
 }
