@@ -200,6 +200,10 @@ func (c *Client) ListFilters(ctx context.Context, req ListFiltersRequest, opts .
 	return &all, nil
 }
 
+// testHookAfterPage, if set, runs after each page a listing reads, with
+// the cursor it continues from.
+var testHookAfterPage func(next string)
+
 // listingRestarts is how often a listing starts again after its position
 // was forgotten mid-way.
 const listingRestarts = 3
@@ -214,6 +218,9 @@ func (c *Client) pages(ctx context.Context, page func(context.Context, string) (
 		for {
 			if cursor, err = page(ctx, cursor); err != nil || cursor == "" {
 				break
+			}
+			if testHookAfterPage != nil {
+				testHookAfterPage(cursor)
 			}
 		}
 		if !errors.Is(err, ErrInvalidEnumerator) || restart == listingRestarts {

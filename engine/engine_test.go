@@ -3,13 +3,23 @@ package engine
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
 )
+
+// defaultWait is how long a raw request waits for the engine: long
+// enough for a busy machine, and only ever reached when the test fails.
+const defaultWait = 10 * time.Second
+
+// testLogger logs text lines to w, for tests that read the engine's log.
+func testLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 func startEngine(t testing.TB, nc *nats.Conn) *Engine {
 	t.Helper()
