@@ -424,16 +424,8 @@ func (e *Engine) publishReply(subject string, m *nats.Msg) {
 		return // a publish without a reply subject asked for no answer
 	}
 	m.Subject = subject
-	size := len(m.Data)
-	for k, vs := range m.Header {
-		for _, v := range vs {
-			size += len(k) + len(v) + 4
-		}
-	}
-	var err error
-	if max := e.nc.MaxPayload(); max > 0 && int64(size) > max {
-		err = fmt.Errorf("%d bytes, over the server's max payload of %d: %w", size, max, nats.ErrMaxPayload)
-	} else if err = e.nc.PublishMsg(m); err == nil {
+	err := e.nc.PublishMsg(m) // nats.ErrMaxPayload for an answer the server would refuse
+	if err == nil {
 		return
 	}
 	e.log.Error("engine: an answer could not be sent; answering with an error instead", "subject", subject, "err", err)
