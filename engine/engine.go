@@ -110,6 +110,8 @@ type Engine struct {
 	unanswered atomic.Uint64 // adds taken back because an agent did not answer
 	written    atomic.Uint64 // events this engine wrote
 	fenced     atomic.Uint64 // writes refused by the fence and retried
+	// readsWaiting counts reads waiting for the state to reach the log.
+	readsWaiting atomic.Int64
 
 	stop     context.CancelFunc
 	loopDone chan struct{}
@@ -249,6 +251,9 @@ type Stats struct {
 	// because an agent did not answer in time (R7).
 	Rejected   uint64 `json:"rejected"`
 	Unanswered uint64 `json:"unanswered"`
+	// ReadsWaiting is the number of reads waiting, now, for the state to
+	// fold writes the log already holds (the read barrier).
+	ReadsWaiting int64 `json:"readsWaiting"`
 }
 
 // Stats returns the engine's counters.
@@ -258,7 +263,8 @@ func (e *Engine) Stats() Stats {
 	seq := e.state.Seq()
 	e.mu.RUnlock()
 	return Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
-		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load()}
+		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load(),
+		ReadsWaiting: e.readsWaiting.Load()}
 }
 
 // View runs fn with read access to the state. fn must not keep pointers

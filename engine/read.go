@@ -105,6 +105,11 @@ func (e *Engine) readBarrier(ctx context.Context) error {
 // server whether anything is stored between the state and seq at all (the
 // last messages may have been removed, or skipped over by a purge).
 func (e *Engine) waitFolded(ctx context.Context, seq uint64) error {
+	if e.Seq() >= seq {
+		return nil
+	}
+	e.readsWaiting.Add(1)
+	defer e.readsWaiting.Add(-1)
 	probe := time.NewTimer(gapProbe)
 	defer probe.Stop()
 	for {
