@@ -110,6 +110,9 @@ type Engine struct {
 	unanswered atomic.Uint64 // adds taken back because an agent did not answer
 	written    atomic.Uint64 // events this engine wrote
 	fenced     atomic.Uint64 // writes refused by the fence and retried
+	retried    atomic.Uint64 // writes retried after a failure with an unknown outcome
+	refused    atomic.Uint64 // writes the server refused to store (answered at once)
+	warn       *rateLog      // warnings that can repeat, at most one a second per cause
 	// readsWaiting counts reads waiting for the state to reach the log.
 	readsWaiting atomic.Int64
 
@@ -146,6 +149,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		js:       js,
 		stream:   stream,
 		progress: newProgress(),
+		warn:     newRateLog(cfg.Logger, time.Second),
 		state:    projection.New(),
 		agents:   newRegistry(),
 		waits:    newWaits(),
@@ -203,7 +207,7 @@ func (e *Engine) startTail(ctx context.Context) error {
 	}
 	e.tailCtx, err = cons.Consume(e.decodeTail,
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
-			e.log.Warn("engine: tail consumer", "err", err)
+			e.warn.warn("engine: tail consumer", "err", err)
 		}))
 	if err != nil {
 		return fmt.Errorf("engine: tail consumer: %w", err)
@@ -251,6 +255,11 @@ type Stats struct {
 	// because an agent did not answer in time (R7).
 	Rejected   uint64 `json:"rejected"`
 	Unanswered uint64 `json:"unanswered"`
+	// Retried counts writes tried again after a failure whose outcome was
+	// unknown (a timeout, a lost connection); Refused, writes the server
+	// refused to store (a full store), answered at once with ErrStorage.
+	Retried uint64 `json:"retried"`
+	Refused uint64 `json:"refused"`
 	// ReadsWaiting is the number of reads waiting, now, for the state to
 	// fold writes the log already holds (the read barrier).
 	ReadsWaiting int64 `json:"readsWaiting"`
@@ -264,7 +273,7 @@ func (e *Engine) Stats() Stats {
 	e.mu.RUnlock()
 	return Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
 		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load(),
-		ReadsWaiting: e.readsWaiting.Load()}
+		ReadsWaiting: e.readsWaiting.Load(), Retried: e.retried.Load(), Refused: e.refused.Load()}
 }
 
 // View runs fn with read access to the state. fn must not keep pointers

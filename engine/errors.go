@@ -23,6 +23,10 @@ const (
 	// CodeInvalidEnumerator: a listing's later page was asked as of a log
 	// sequence the engines no longer keep; list again.
 	CodeInvalidEnumerator Code = "FWP_E_INVALID_ENUMERATOR"
+	// CodeStorage: the server refused to store the write (its store or
+	// the account is full, or the event is larger than it takes); nothing
+	// was written, so the outcome is certain.
+	CodeStorage Code = "FWP_E_STORAGE"
 )
 
 // Error is what a refused management request returns: a code and a message
@@ -59,6 +63,7 @@ var (
 	ErrInternal                  = &Error{Code: CodeInternal}
 	ErrEngineNotResponding       = &Error{Code: CodeEngineNotResponding}
 	ErrInvalidEnumerator         = &Error{Code: CodeInvalidEnumerator}
+	ErrStorage                   = &Error{Code: CodeStorage}
 )
 
 func errorf(code Code, format string, args ...any) *Error {

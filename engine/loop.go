@@ -20,6 +20,14 @@ import (
 // step would otherwise keep colliding; a random pause lets one of them win.
 const backoffAfterLoss = 2 * time.Millisecond
 
+// Retries after a failed write whose outcome is unknown (a timeout, a
+// lost connection) back off from firstBackoff, doubling up to maxBackoff,
+// within the write timeout: a server in trouble is not hammered.
+const (
+	firstBackoff = 5 * time.Millisecond
+	maxBackoff   = 500 * time.Millisecond
+)
+
 // pending is one command of a group being written.
 type pending struct {
 	*request
@@ -116,7 +124,7 @@ func (e *Engine) fold(m tailMsg, inflight map[string]*pending) {
 		}
 		if m.err != nil {
 			e.skipped.Add(1)
-			e.log.Warn("engine: skipping log message", "seq", m.seq, "subject", m.subject, "err", m.err)
+			e.warn.warn("engine: skipping log message", "seq", m.seq, "subject", m.subject, "err", m.err)
 		}
 		batch = append(batch, m)
 	}
@@ -212,6 +220,7 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 // land, until the write timeout.
 func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, inflight map[string]*pending) {
 	deadline := time.Now().Add(e.cfg.WriteTimeout)
+	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
 		e.drainTail(inflight)
 		var live []*pending
@@ -294,6 +303,18 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 		if err == nil {
 			return
 		}
+		// The server refused to store it: nothing was written, and trying
+		// again would only be refused again. Say so at once.
+		if refusal := refused(err); refusal != nil {
+			e.refused.Add(1)
+			e.warn.warn("engine: the server refused to store a write; nothing was written", "err", err)
+			for _, p := range owners {
+				if !p.done {
+					p.answer(nil, 0, refusal)
+				}
+			}
+			return
+		}
 
 		// Lost the fence, or the outcome is unknown: fold the log up to its
 		// end. Commands whose events show up there are answered by fold;
@@ -307,7 +328,8 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				target = fe.Actual
 			}
 		} else {
-			e.log.Warn("engine: write failed, checking the log for it", "err", err, "attempt", attempt)
+			e.retried.Add(1)
+			e.warn.warn("engine: write failed, checking the log for it", "err", err, "attempt", attempt)
 		}
 		if target == 0 {
 			var lerr error
@@ -321,10 +343,13 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			}
 		}
 		if err := e.catchUp(ctx, target, inflight); err != nil {
-			e.log.Warn("engine: catching up after a failed write", "err", err)
+			e.warn.warn("engine: catching up after a failed write", "err", err)
 		}
 		if lost {
 			time.Sleep(rand.N(backoffAfterLoss))
+		} else {
+			time.Sleep(min(backoff, max(time.Until(deadline), 0)))
+			backoff = min(2*backoff, maxBackoff)
 		}
 	}
 }
@@ -352,4 +377,31 @@ func (e *Engine) lastSeq(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return s.CachedInfo().State.LastSeq, nil
+}
+
+// storageRefusals are the JetStream errors that say a write was refused,
+// not lost: the store or the account is full, or the message is larger
+// than the stream takes. Nothing was written.
+var storageRefusals = map[natsjs.ErrorCode]bool{
+	10023: true, // insufficient resources (the server's max_file_store / max_memory_store)
+	10002: true, // resource limits exceeded for account
+	10047: true, // insufficient storage resources available
+	10028: true, // insufficient memory resources available
+	10077: true, // store failed: maximum bytes / messages exceeded, message too large
+	10054: true, // message size exceeds maximum allowed
+	10097: true, // header size exceeds maximum allowed
+}
+
+// refused returns the answer for a write the server refused outright, or
+// nil when err leaves the outcome open or is a fence to retry.
+func refused(err error) *Error {
+	var apiErr *natsjs.APIError
+	switch {
+	case errors.As(err, &apiErr) && storageRefusals[apiErr.ErrorCode]:
+		return errorf(CodeStorage, "the server refused to store the write: %s (JetStream error %d); nothing was written",
+			apiErr.Description, apiErr.ErrorCode)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return errorf(CodeStorage, "the write is larger than the server's max payload; nothing was written")
+	}
+	return nil
 }
