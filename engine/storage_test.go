@@ -82,3 +82,39 @@ func TestFullStoreIsRefusedAtOnceAndLoggedSparingly(t *testing.T) {
 		t.Fatalf("%d log lines for %d refused writes; want them rate-limited:\n%s", n, 2*attempts+1, logs.String())
 	}
 }
+
+// A write that fails fast with an unknown outcome (here no stream answers
+// for the subject any more: someone changed the stream's subjects) is
+// retried with a backoff, not in a tight loop until the write timeout.
+func TestRetriesBackOff(t *testing.T) {
+	srv := testkit.Server(t)
+	nc := testkit.Conn(t, srv)
+	var logs testkit.SyncBuffer
+	e, err := Start(context.Background(), nc, Config{Logger: testLogger(&logs), WriteTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	js := testkit.JetStream(t, nc)
+	s, err := js.Stream(context.Background(), events.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Subjects = []string{events.DefaultPrefix + ".callout.>"}
+	if _, err := js.UpdateStream(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewClient(nc).AddFilter(context.Background(), events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("add no stream stores: %v, want FWP_E_TIMEOUT", err)
+	}
+	// Doubling from 5 ms to at most 500 ms fits about 8 retries in a
+	// second; a tight loop thousands.
+	if n := e.Stats().Retried; n == 0 || n > 20 {
+		t.Fatalf("%d retries in a write timeout of 1s", n)
+	}
+	if n := strings.Count(logs.String(), "write failed"); n >= 10 {
+		t.Fatalf("%d warnings about the failed write", n)
+	}
+}
