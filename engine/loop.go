@@ -281,7 +281,9 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				n = len(msgs)
 			}
 		} else {
-			n, err = jetstream.PublishChain(wctx, e.js, base, msgs)
+			// No retry inside nats.go when no stream answers: this loop
+			// retries, with its own backoff and within the write timeout.
+			n, err = jetstream.PublishChain(wctx, e.js, base, msgs, natsjs.WithRetryAttempts(0))
 		}
 		cancel()
 		// A chain stores a prefix: fold and answer it whatever came after.
