@@ -382,9 +382,14 @@ func (e *Engine) lastSeq(ctx context.Context) (uint64, error) {
 }
 
 // storageRefusals are the JetStream errors that say a write was refused,
-// not lost: the store or the account is full, or the message is larger
-// than the stream takes. Nothing was written.
+// not lost, and would be refused again: the store or the account is full,
+// the message is larger than the stream takes, the stream no longer takes
+// writes. Nothing was written. (Other answers, such as an atomic batch
+// that arrived incomplete, are worth another try.)
 var storageRefusals = map[natsjs.ErrorCode]bool{
+	10109: true, // invalid operation on sealed stream
+	10174: true, // atomic publish is disabled
+	10199: true, // atomic publish batch is too large
 	10023: true, // insufficient resources (the server's max_file_store / max_memory_store)
 	10002: true, // resource limits exceeded for account
 	10047: true, // insufficient storage resources available
