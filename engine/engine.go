@@ -47,6 +47,15 @@ type Config struct {
 	// WriteTimeout bounds one write to JetStream and one catch-up
 	// (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
+	// Mark keeps the engine's high-water mark, the last log sequence it
+	// acknowledged, apart from the log (see Mark; nil: none). The engine
+	// command always sets one.
+	Mark Mark
+	// AcceptLogLoss lets an engine whose log ends before its mark (or
+	// before its consumers' positions) write again: it first moves the
+	// log's sequence past what was lost, so no id is given twice. Without
+	// it such an engine refuses writes with ErrLogLoss.
+	AcceptLogLoss bool
 	// StaleReads drops the read barrier: lists and gets answer from the
 	// state as it is, which may miss writes another engine acknowledged a
 	// moment ago. For measuring what the barrier costs; see read.go.
@@ -113,6 +122,10 @@ type Engine struct {
 	retried    atomic.Uint64 // writes retried after a failure with an unknown outcome
 	refused    atomic.Uint64 // writes the server refused to store (answered at once)
 	warn       *rateLog      // warnings that can repeat, at most one a second per cause
+	markErrors atomic.Uint64 // high-water marks that could not be stored
+	// lost, when set, answers every write: the log lost acknowledged
+	// events and the loss was not accepted (logloss.go).
+	lost atomic.Pointer[Error]
 	// readsWaiting counts reads waiting for the state to reach the log.
 	readsWaiting atomic.Int64
 
@@ -161,6 +174,20 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	info, err := stream.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("engine: stream info: %w", err)
+	}
+	loss, err := e.checkLog(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	if loss != nil && cfg.AcceptLogLoss {
+		if err := e.acceptLoss(ctx, loss); err != nil {
+			return nil, err
+		}
+		if info, err = stream.Info(ctx); err != nil {
+			return nil, fmt.Errorf("engine: stream info: %w", err)
+		}
+	} else if loss != nil {
+		e.refuseWrites(loss)
 	}
 	if err := e.startTail(ctx); err != nil {
 		return nil, err
@@ -260,6 +287,11 @@ type Stats struct {
 	// refused to store (a full store), answered at once with ErrStorage.
 	Retried uint64 `json:"retried"`
 	Refused uint64 `json:"refused"`
+	// LogLoss, when not empty, says which acknowledged events the log
+	// lost: the engine refuses writes until the loss is accepted.
+	LogLoss string `json:"logLoss,omitempty"`
+	// MarkErrors counts high-water marks that could not be stored.
+	MarkErrors uint64 `json:"markErrors"`
 	// ReadsWaiting is the number of reads waiting, now, for the state to
 	// fold writes the log already holds (the read barrier).
 	ReadsWaiting int64 `json:"readsWaiting"`
@@ -271,9 +303,14 @@ func (e *Engine) Stats() Stats {
 	f, c := e.state.Len()
 	seq := e.state.Seq()
 	e.mu.RUnlock()
-	return Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
+	st := Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
 		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load(),
-		ReadsWaiting: e.readsWaiting.Load(), Retried: e.retried.Load(), Refused: e.refused.Load()}
+		ReadsWaiting: e.readsWaiting.Load(), Retried: e.retried.Load(), Refused: e.refused.Load(),
+		MarkErrors: e.markErrors.Load()}
+	if l := e.lost.Load(); l != nil {
+		st.LogLoss = l.Message
+	}
+	return st
 }
 
 // View runs fn with read access to the state. fn must not keep pointers
@@ -308,6 +345,9 @@ func (e *Engine) submit(ctx context.Context, cmd command) ([]*events.Event, uint
 // enqueue hands cmd to the writer loop; reply is called exactly once, from
 // the loop.
 func (e *Engine) enqueue(ctx context.Context, cmd command, reply func([]*events.Event, uint64, error)) error {
+	if l := e.lost.Load(); l != nil {
+		return l
+	}
 	select {
 	case e.cmds <- &request{cmd: cmd, reply: reply}:
 		return nil

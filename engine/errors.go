@@ -27,6 +27,9 @@ const (
 	// the account is full, or the event is larger than it takes); nothing
 	// was written, so the outcome is certain.
 	CodeStorage Code = "FWP_E_STORAGE"
+	// CodeLogLoss: the log ends before writes that were acknowledged; the
+	// engine refuses writes until an operator accepts the loss.
+	CodeLogLoss Code = "FWP_E_LOG_LOSS"
 )
 
 // Error is what a refused management request returns: a code and a message
@@ -64,6 +67,7 @@ var (
 	ErrEngineNotResponding       = &Error{Code: CodeEngineNotResponding}
 	ErrInvalidEnumerator         = &Error{Code: CodeInvalidEnumerator}
 	ErrStorage                   = &Error{Code: CodeStorage}
+	ErrLogLoss                   = &Error{Code: CodeLogLoss}
 )
 
 func errorf(code Code, format string, args ...any) *Error {

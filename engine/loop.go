@@ -103,6 +103,10 @@ func (e *Engine) decodeTail(m natsjs.Msg) {
 		return
 	}
 	t := tailMsg{seq: seq, subject: m.Subject()}
+	if t.subject == e.subj.Gap() {
+		e.tail <- t // a filler: it only moves the position
+		return
+	}
 	t.ev, t.err = events.Decode(m.Data())
 	if t.err == nil && !t.ev.Known() {
 		t.err = fmt.Errorf("unknown event type %q or schema %d", t.ev.Type, t.ev.Schema)
@@ -176,15 +180,31 @@ func (e *Engine) drainTail(inflight map[string]*pending) {
 
 // catchUp folds the tail until the state reaches seq. It gives up when the
 // tail delivers nothing for the write timeout: a long rebuild is fine as
-// long as it moves.
+// long as it moves. When the tail stops short, it asks the server whether
+// anything is stored up to seq at all: the log's last sequences may hold
+// no message (purged past a loss, removed), and then the state moves to
+// seq without them.
 func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*pending) error {
 	idle := time.NewTimer(e.cfg.WriteTimeout)
 	defer idle.Stop()
+	probe := time.NewTimer(gapProbe)
+	defer probe.Stop()
 	for e.state.Seq() < seq {
 		select {
 		case m := <-e.tail:
 			e.fold(m, inflight)
 			idle.Reset(e.cfg.WriteTimeout)
+			probe.Reset(gapProbe)
+		case <-probe.C:
+			if empty, err := e.nothingStored(ctx, e.state.Seq()+1, seq); err == nil && empty {
+				e.mu.Lock()
+				e.state.Skip(seq)
+				e.folded.Store(e.state.Seq())
+				e.mu.Unlock()
+				e.progress.signal()
+				return nil
+			}
+			probe.Reset(gapProbe)
 		case <-idle.C:
 			return fmt.Errorf("at %d of %d, nothing new for %v", e.state.Seq(), seq, e.cfg.WriteTimeout)
 		case <-ctx.Done():
@@ -296,6 +316,7 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			e.mu.Unlock()
 			e.progress.signal()
 			e.written.Add(uint64(n))
+			e.markWritten(base+uint64(n), evs[n-1])
 			for _, p := range owners {
 				if last := p.first + uint64(len(p.evs)) - 1; last <= base+uint64(n) {
 					p.answer(p.evs, p.first, nil)
@@ -343,6 +364,19 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				}
 				return
 			}
+		}
+		if target < base {
+			// The log is shorter than what this engine has folded: it
+			// lost its end under a running engine (a server restarted on
+			// a damaged or older store).
+			l := &logLoss{last: target, mark: base, where: "this engine's state"}
+			e.refuseWrites(l)
+			for _, p := range owners {
+				if !p.done {
+					p.answer(nil, 0, l.refusal())
+				}
+			}
+			return
 		}
 		if err := e.catchUp(ctx, target, inflight); err != nil {
 			e.warn.warn("engine: catching up after a failed write", "err", err)
