@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
@@ -183,5 +188,50 @@ func TestEmptiedStoreIsDetected(t *testing.T) {
 			s.run(Config{}, func(e *Engine, c *Client) { expectLoss(t, e, c, e.Seq(), 10, 0) })
 			expectNoReuse(t, s, acked)
 		})
+	}
+}
+
+// A server restarted under a running engine on a store that lost the
+// log's end: the engine's next write finds the log shorter than its own
+// state and refuses, instead of writing at sequences it acknowledged.
+func TestLogShrinkingUnderARunningEngineIsDetected(t *testing.T) {
+	dir := t.TempDir()
+	port := 0
+	start := func() *server.Server {
+		return testkit.ServerWith(t, dir, func(o *server.Options) {
+			if port != 0 {
+				o.Port = port
+			}
+		})
+	}
+	srv := start()
+	port = srv.Addr().(*net.TCPAddr).Port
+	nc := testkit.Dial(t, srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	e := startEngine(t, nc)
+	c := NewClient(nc)
+	acked := addN(t, c, 10)
+
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	s := &store{t: t, dir: dir}
+	s.damage(-1, true)
+	start()
+	testkit.Eventually(t, "the engine to reconnect", nc.IsConnected)
+
+	_, err := c.AddFilter(context.Background(), events.Filter{Name: "after", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock})
+	if !errors.Is(err, ErrLogLoss) {
+		t.Fatalf("add after the log lost its end: %v; want FWP_E_LOG_LOSS", err)
+	}
+	if list, err := c.ListFilters(context.Background(), ListFiltersRequest{}); err != nil {
+		t.Fatalf("list: %v", err)
+	} else {
+		for _, f := range list.Filters {
+			if slices.Contains(acked, f.ID) && f.Name == "after" {
+				t.Fatalf("filter %d reused an acknowledged id", f.ID)
+			}
+		}
+	}
+	if e.Stats().LogLoss == "" {
+		t.Fatal("Stats.LogLoss is empty")
 	}
 }
