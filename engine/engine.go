@@ -126,8 +126,10 @@ type Engine struct {
 	// lost, when set, answers every write: the log lost acknowledged
 	// events and the loss was not accepted (logloss.go).
 	lost atomic.Pointer[Error]
-	// readsWaiting counts reads waiting for the state to reach the log.
+	// readsWaiting counts reads waiting for the state to reach the log;
+	// catchingUp is set while the writer loop waits for it.
 	readsWaiting atomic.Int64
+	catchingUp   atomic.Bool
 
 	stop     context.CancelFunc
 	loopDone chan struct{}
@@ -295,6 +297,10 @@ type Stats struct {
 	// ReadsWaiting is the number of reads waiting, now, for the state to
 	// fold writes the log already holds (the read barrier).
 	ReadsWaiting int64 `json:"readsWaiting"`
+	// CatchingUp is true while the writer waits for the state to fold
+	// what the log already holds (after losing the fence, or before
+	// refusing a command on a state that may be stale).
+	CatchingUp bool `json:"catchingUp"`
 }
 
 // Stats returns the engine's counters.
@@ -305,7 +311,7 @@ func (e *Engine) Stats() Stats {
 	e.mu.RUnlock()
 	st := Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
 		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load(),
-		ReadsWaiting: e.readsWaiting.Load(), Retried: e.retried.Load(), Refused: e.refused.Load(),
+		ReadsWaiting: e.readsWaiting.Load(), CatchingUp: e.catchingUp.Load(), Retried: e.retried.Load(), Refused: e.refused.Load(),
 		MarkErrors: e.markErrors.Load()}
 	if l := e.lost.Load(); l != nil {
 		st.LogLoss = l.Message

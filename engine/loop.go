@@ -185,6 +185,11 @@ func (e *Engine) drainTail(inflight map[string]*pending) {
 // no message (purged past a loss, removed), and then the state moves to
 // seq without them.
 func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*pending) error {
+	if e.state.Seq() >= seq {
+		return nil
+	}
+	e.catchingUp.Store(true)
+	defer e.catchingUp.Store(false)
 	idle := time.NewTimer(e.cfg.WriteTimeout)
 	defer idle.Stop()
 	probe := time.NewTimer(gapProbe)
@@ -241,6 +246,12 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, inflight map[string]*pending) {
 	deadline := time.Now().Add(e.cfg.WriteTimeout)
 	backoff := firstBackoff
+	// A refusal that depends on the state (no such callout, already
+	// exists, in use) is held until the engine has made sure its state is
+	// the log's: another engine may have written what makes the command
+	// valid, and acknowledged it before this one was sent.
+	held := map[*pending]error{}
+	fresh := false
 	for attempt := 1; ; attempt++ {
 		e.drainTail(inflight)
 		var live []*pending
@@ -260,6 +271,7 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			return
 		}
 
+		clear(held) // validated again below
 		base := e.state.Seq()
 		ov := projection.NewOverlay(e.state)
 		var (
@@ -275,6 +287,10 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				pmsgs, err = e.messages(pevs)
 			}
 			if err != nil {
+				if !fresh && dependsOnState(err) {
+					held[p] = err
+					continue
+				}
 				p.answer(nil, 0, err)
 				continue
 			}
@@ -290,6 +306,9 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			inflight[pevs[0].ID] = p
 		}
 		if len(msgs) == 0 {
+			if e.settleHeld(ctx, held, &fresh, inflight) {
+				continue
+			}
 			return
 		}
 
@@ -324,6 +343,9 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			}
 		}
 		if err == nil {
+			if e.settleHeld(ctx, held, &fresh, inflight) {
+				continue
+			}
 			return
 		}
 		// The server refused to store it: nothing was written, and trying
@@ -445,4 +467,43 @@ func refused(err error) *Error {
 		return errorf(CodeStorage, "the write is larger than the server's max payload; nothing was written")
 	}
 	return nil
+}
+
+// dependsOnState reports a refusal that a newer state might not make: the
+// callout or filter may exist there, or no longer.
+func dependsOnState(err error) bool {
+	var we *Error
+	if !errors.As(err, &we) {
+		return false
+	}
+	switch we.Code {
+	case CodeAlreadyExists, CodeFilterNotFound, CodeCalloutNotFound, CodeInUse, CodeIncompatibleLayer:
+		return true
+	}
+	return false
+}
+
+// settleHeld deals with the refusals commitRun held: if the log has moved
+// past the state, it folds up to the log's end and reports true, to
+// validate them again; otherwise (or once that was done) it answers them
+// with their refusals. Either way the state a refusal is judged on
+// includes every write acknowledged before the command arrived.
+func (e *Engine) settleHeld(ctx context.Context, held map[*pending]error, fresh *bool, inflight map[string]*pending) bool {
+	if len(held) == 0 {
+		return false
+	}
+	if !*fresh {
+		*fresh = true
+		if last, err := e.lastSeq(ctx); err == nil && last > e.state.Seq() {
+			if err := e.catchUp(ctx, last, inflight); err == nil {
+				clear(held)
+				return true
+			}
+		}
+	}
+	for p, err := range held {
+		p.answer(nil, 0, err)
+	}
+	clear(held)
+	return false
 }

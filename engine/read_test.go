@@ -130,3 +130,31 @@ func TestStartReturnsWithTheAPIRegistered(t *testing.T) {
 		testkit.Eventually(t, "the closed engine's API to go", func() bool { return !srv.NATS.GlobalAccount().SubscriptionInterest(subject) })
 	}
 }
+
+// Refusals are linearizable too: a filter add naming a callout another
+// engine acknowledged a moment ago is not refused by an engine that has
+// not folded it yet (FWP_E_CALLOUT_NOT_FOUND from a stale state); the
+// engine catches up with the log first.
+func TestRefusalWaitsForTheLog(t *testing.T) {
+	srv := testkit.Server(t)
+	nc := testkit.Conn(t, srv)
+	a := startEngine(t, testkit.Conn(t, srv))
+	b := startEngine(t, testkit.Conn(t, srv))
+	pauseTail(t, b)
+	evs, _, err := a.submit(context.Background(), addCallout{events.Callout{Name: "new"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	got := make(chan error, 1)
+	go func() {
+		_, err := NewClient(nc).AddFilter(context.Background(), events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4",
+			Action: events.ActionCalloutInspection, CalloutKey: evs[0].Callout.Key})
+		got <- err
+	}()
+	testkit.Eventually(t, "the engine to catch up before refusing", func() bool { return b.Stats().CatchingUp })
+	resumeTail(t, b)
+	if err := <-got; err != nil {
+		t.Fatalf("add naming a callout another engine acknowledged: %v", err)
+	}
+}
