@@ -54,6 +54,11 @@ var wantFigures = map[string]bool{
 	"cold_start_rate":        true,
 	"memory_engine":          true,
 	"memory_agent":           true,
+	"sync_always_c1":         false,
+	"sync_always_c16":        false,
+	"sync_always_c128":       false,
+	"list_barrier_p50":       false,
+	"list_barrier_p99":       false,
 }
 
 // mayBeZero are the latencies that clamp a notify arriving before the

@@ -33,6 +33,12 @@
 //	            replay agent (≤ 600 B), vs a plain map of decoded filters
 //	churn       the replay again after 4N filters were added and deleted,
 //	            as a ratio to the replay without churn; target ≤ 1.3
+//	sync        adds/s at 1, 16, 128 callers as engine serve runs them
+//	            (embedded server, high-water mark file), with the file
+//	            store syncing every write (--sync always) vs the server's
+//	            default interval (2 min): what durability costs
+//	barrier     one caller's filter.list p50/p99 with the read barrier
+//	            (linearizable reads) vs the same engine without it
 //
 // Method notes: the logs of the last four are written straight to the
 // stream (see populator) after checking, each run, that the populator
