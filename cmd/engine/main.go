@@ -22,13 +22,13 @@ import (
 )
 
 const usage = `usage:
-  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--nats-url URL]
-  engine callout add --key UUID --name NAME [--layer L] [--json]
+  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--nats-url URL] [--sync always|INTERVAL] [--accept-log-loss]
+  engine callout add --key UUID --name NAME [--layer LAYER] [--json]
   engine callout delete --key UUID
   engine callout list [--json]
-  engine filter add [--key UUID] --name NAME --layer L [--weight N] --action ACTION [--callout UUID] [--condition FIELD=VALUE]... [--notify-timeout 5s] [--json]
+  engine filter add [--key UUID] --name NAME --layer LAYER [--weight N] --action ACTION [--callout UUID] [--condition FIELD=VALUE]... [--notify-timeout 5s] [--json]
   engine filter delete (--key UUID | --id N)
-  engine filter list [--callout UUID] [--layer L] [--provider UUID] [--json]
+  engine filter list [--callout UUID] [--layer LAYER] [--provider UUID] [--json]
   engine tx apply FILE.json [--json] [--notify-timeout 5s]
   engine events [--callout UUID] [--from-seq N] [--follow]
   engine decode < payload
