@@ -20,7 +20,9 @@ func TestSecondEngineOnTheSameDataIsRefused(t *testing.T) {
 	defer cancel()
 	var logs testkit.SyncBuffer
 	first := make(chan error, 1)
-	go func() { first <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, nil, nil, &logs) }()
+	go func() {
+		first <- run(ctx, []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, nil, nil, &logs)
+	}()
 	testkit.Eventually(t, "the first engine to be ready", func() bool { return strings.Contains(logs.String(), "engine ready") })
 
 	err := run(context.Background(), []string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, nil, nil, &testkit.SyncBuffer{})
