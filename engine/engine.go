@@ -255,6 +255,10 @@ func (e *Engine) Close() {
 		for _, s := range e.subs {
 			_ = s.Unsubscribe()
 		}
+		// Once Close returns the server routes no more requests here (they
+		// would go unanswered): the unsubscriptions must have reached it.
+		// A closed connection has nothing to flush.
+		_ = e.nc.FlushTimeout(time.Second)
 		if e.stop != nil {
 			e.stop()
 			<-e.loopDone

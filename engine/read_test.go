@@ -158,3 +158,20 @@ func TestRefusalWaitsForTheLog(t *testing.T) {
 		t.Fatalf("add naming a callout another engine acknowledged: %v", err)
 	}
 }
+
+// Closed means closed: once Close returns, requests go to the engines
+// still running, none is routed to the closed one and left unanswered.
+func TestCloseReturnsWithTheAPIGone(t *testing.T) {
+	srv := testkit.Server(t)
+	subject := events.Subjects{Prefix: events.DefaultPrefix}.API(EndpointFilterList)
+	for range 20 {
+		e, err := Start(context.Background(), testkit.Conn(t, srv), Config{Logger: testLogger(io.Discard)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Close()
+		if srv.NATS.GlobalAccount().SubscriptionInterest(subject) {
+			t.Fatal("Close returned while the server still routed API requests to the engine")
+		}
+	}
+}
