@@ -171,6 +171,7 @@ func (a *Agent) open(ctx context.Context) error {
 			pause:  a.pause,
 			bo:     a.o.newBackoff(),
 		}
+		d.pastEnd = func(n uint64) { a.n.logLoss.Store(n) }
 		resume, err := d.start(ctx)
 		if err != nil {
 			return err
@@ -250,6 +251,7 @@ func (a *Agent) Stats() Stats {
 		Duplicates:    a.n.duplicates.Load(),
 		Tombstones:    a.n.tombstones.Load(),
 		HandlerErrors: a.n.handlerErrors.Load(),
+		LogLoss:       a.n.logLoss.Load(),
 		Held:          a.filters.len(),
 		HeldTxParts:   int(a.n.heldTxParts.Load()),
 	}

@@ -146,6 +146,9 @@ type durable struct {
 	// agent is closing.
 	pause func(err error, b *backoff) bool
 	bo    *backoff
+	// pastEnd is told how many sequences this agent had handled beyond
+	// the log's end, when it finds the log shorter than its position.
+	pastEnd func(n uint64)
 
 	// Owned by the notify goroutine.
 	dseq uint64 // consumer sequence of the last delivery received
@@ -203,6 +206,9 @@ func (d *durable) openConsumer(ctx context.Context, start uint64, lost bool) (na
 			if subj != subject {
 				return nil, 0, fmt.Errorf("%w: %q reads %q, want %q", ErrDurableConflict, name, subj, subject)
 			}
+			if err := d.checkEnd(ctx, info, start); err != nil {
+				return nil, 0, err
+			}
 			mp := info.Config.MaxAckPending
 			ours := info.Config.AckPolicy == d.cfg.AckPolicy && (mp < 0 || mp >= durableMaxAckPending) // < 0: unlimited
 			if ours && !lost && info.NumAckPending == 0 {
@@ -248,6 +254,38 @@ func (d *durable) openConsumer(ctx context.Context, start uint64, lost bool) (na
 		}
 		return c, start, nil
 	}
+}
+
+// checkEnd reports, loudly, a log that ends before this agent's position:
+// the log lost events the agent had handled (a damaged or emptied store),
+// and the filters it holds may no longer be the engine's. The position is
+// the furthest of what this run handled (start-1) and what the consumer
+// says. On restart the server clamps a consumer's stream positions to
+// what the stream still holds, but not its count of deliveries: more
+// deliveries acknowledged than stream sequences up to the ack floor tells
+// the same. (Only redeliveries could make that count run ahead otherwise,
+// and this agent recreates its consumer rather than wait for them.)
+func (d *durable) checkEnd(ctx context.Context, info *natsjs.ConsumerInfo, start uint64) error {
+	si, err := d.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("callout: stream info: %w", err)
+	}
+	last := si.State.LastSeq
+	pos := max(info.AckFloor.Stream, info.Delivered.Stream)
+	if start > 0 {
+		pos = max(pos, start-1)
+	}
+	clamped := info.AckFloor.Consumer > info.AckFloor.Stream
+	if pos <= last && !clamped {
+		return nil
+	}
+	n := max(pos-min(pos, last), info.AckFloor.Consumer-min(info.AckFloor.Consumer, info.AckFloor.Stream), 1)
+	d.log.Error("THE LOG LOST EVENTS THIS AGENT HAD HANDLED: its durable position is past the end of the log; the filters it holds may differ from the engine's",
+		"durable", d.cfg.Durable, "position", pos, "acknowledgedDeliveries", info.AckFloor.Consumer, "logLastSeq", last)
+	if d.pastEnd != nil {
+		d.pastEnd(n)
+	}
+	return nil
 }
 
 func (d *durable) next(wait time.Duration) (natsjs.Msg, error) {

@@ -13,12 +13,18 @@ type Stats struct {
 	Duplicates    uint64 // adds for a filter already held, and redelivered messages
 	Tombstones    uint64 // snapshot deletes of filters never held
 	HandlerErrors uint64 // handler calls of any type that returned an error or panicked
-	Held          int    // filters held now (added and not yet deleted)
-	HeldTxParts   int    // messages of an incomplete transaction, held until the rest arrive
+	// LogLoss, for a durable agent, is how many log sequences it had
+	// handled past the end of the log when it last opened its consumer:
+	// non-zero means the log lost events this agent saw (see the error it
+	// logged), and the filters it holds may not be the engine's.
+	LogLoss     uint64
+	Held        int // filters held now (added and not yet deleted)
+	HeldTxParts int // messages of an incomplete transaction, held until the rest arrive
 }
 
 type counters struct {
 	adds, refused, deletes, postCommits, transactions atomic.Uint64
 	skipped, duplicates, tombstones, handlerErrors    atomic.Uint64
+	logLoss                                           atomic.Uint64
 	heldTxParts                                       atomic.Int64
 }

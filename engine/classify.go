@@ -149,12 +149,12 @@ func (c *layerCache) lookup(layer string, ver, seq uint64) (*compiledLayer, bool
 // CalloutClassifier if agents are registered for it, and follow R8 if
 // not. Bad input is FWP_E_INVALID_PARAMETER naming the field.
 func (e *Engine) Classify(ctx context.Context, req ClassifyRequest) (*ClassifyResponse, error) {
-	layer, known := events.CanonicalLayer(req.Layer)
-	switch {
-	case req.Layer == "":
+	if req.Layer == "" {
 		return nil, errorf(CodeInvalidParameter, "layer is required")
-	case !known:
-		return nil, errorf(CodeInvalidParameter, "layer: %q is not a WFP layer", req.Layer)
+	}
+	layer, err := layerName("layer", req.Layer)
+	if err != nil {
+		return nil, err
 	}
 	e.mu.RLock()
 	seq := e.state.Seq()
@@ -217,7 +217,12 @@ func (e *Engine) classifyHandler(req micro.Request) {
 		defer func() { <-e.classifying; e.taken.done() }()
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultClassifyTimeout)
 		defer cancel()
-		resp, err := e.Classify(ctx, r)
+		// A classify is a read: it reflects every write acknowledged before
+		// it was asked, whichever engine answers (read.go).
+		resp, err := (*ClassifyResponse)(nil), e.readBarrier(ctx)
+		if err == nil {
+			resp, err = e.Classify(ctx, r)
+		}
 		if err != nil {
 			e.publishReply(reply, errorMsg(err))
 			return

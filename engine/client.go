@@ -56,6 +56,14 @@ type CallOption func(*callOptions)
 type callOptions struct {
 	notifyTimeout time.Duration // 0: the engine's default
 	session       string        // WithSession
+	pageSize      int           // 0: as many as fit in a reply
+}
+
+// WithPageSize caps how many entries each page of a ListFilters or
+// ListCallouts carries (default: as many as fit in one reply). The calls
+// read every page either way.
+func WithPageSize(n int) CallOption {
+	return func(o *callOptions) { o.pageSize = n }
 }
 
 // WithNotifyTimeout bounds how long an AddFilter or ApplyTx waits for the
@@ -75,6 +83,9 @@ func collect(opts []CallOption) (callOptions, error) {
 	}
 	if o.notifyTimeout < 0 {
 		return o, errorf(CodeInvalidParameter, "notify timeout %v is negative", o.notifyTimeout)
+	}
+	if o.pageSize < 0 {
+		return o, errorf(CodeInvalidParameter, "page size %d is negative", o.pageSize)
 	}
 	return o, nil
 }
@@ -108,13 +119,29 @@ func (c *Client) DeleteCallout(ctx context.Context, key string, opts ...CallOpti
 	return c.call(ctx, EndpointCalloutDelete, CalloutRef{CalloutKey: key}, &DeleteResponse{}, 0, opts)
 }
 
-// ListCallouts lists every callout object with its filter count and agents.
+// ListCallouts lists every callout object with its filter count and agents,
+// reading every page of the listing (see ListFilters).
 func (c *Client) ListCallouts(ctx context.Context, opts ...CallOption) (*ListCalloutsResponse, error) {
-	var resp ListCalloutsResponse
-	if err := c.call(ctx, EndpointCalloutList, struct{}{}, &resp, 0, opts); err != nil {
+	o, err := collect(opts)
+	if err != nil {
 		return nil, err
 	}
-	return &resp, nil
+	var all ListCalloutsResponse
+	err = c.pages(ctx, func(ctx context.Context, cursor string) (string, error) {
+		var resp ListCalloutsResponse
+		if err := c.call(ctx, EndpointCalloutList, ListCalloutsRequest{Cursor: cursor, Limit: o.pageSize}, &resp, 0, opts); err != nil {
+			return "", err
+		}
+		if cursor == "" {
+			all = ListCalloutsResponse{Seq: resp.Seq, Callouts: []CalloutInfo{}}
+		}
+		all.Callouts = append(all.Callouts, resp.Callouts...)
+		return resp.Next, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &all, nil
 }
 
 // AddFilter adds a filter and returns it as stored, with its key and id.
@@ -151,13 +178,63 @@ func (c *Client) GetFilter(ctx context.Context, ref FilterRef, opts ...CallOptio
 }
 
 // ListFilters enumerates the filters matching req, with the log position
-// the list reflects.
+// the list reflects. It reads every page of the listing, all as of the
+// first page's position; if the engines no longer keep that position (a
+// listing slower than they keep history for) it starts again, a few times,
+// before it gives up with ErrInvalidEnumerator. The request's Cursor and
+// Limit are ignored (see WithPageSize).
 func (c *Client) ListFilters(ctx context.Context, req ListFiltersRequest, opts ...CallOption) (*ListFiltersResponse, error) {
-	var resp ListFiltersResponse
-	if err := c.call(ctx, EndpointFilterList, req, &resp, 0, opts); err != nil {
+	o, err := collect(opts)
+	if err != nil {
 		return nil, err
 	}
-	return &resp, nil
+	var all ListFiltersResponse
+	err = c.pages(ctx, func(ctx context.Context, cursor string) (string, error) {
+		r := req
+		r.Cursor, r.Limit = cursor, o.pageSize
+		var resp ListFiltersResponse
+		if err := c.call(ctx, EndpointFilterList, r, &resp, 0, opts); err != nil {
+			return "", err
+		}
+		if cursor == "" {
+			all = ListFiltersResponse{Seq: resp.Seq, Filters: []*events.Filter{}}
+		}
+		all.Filters = append(all.Filters, resp.Filters...)
+		return resp.Next, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &all, nil
+}
+
+// testHookAfterPage, if set, runs after each page a listing reads, with
+// the cursor it continues from.
+var testHookAfterPage func(next string)
+
+// listingRestarts is how often a listing starts again after its position
+// was forgotten mid-way.
+const listingRestarts = 3
+
+// pages reads a listing: page gets the page at cursor ("" for the first)
+// and returns the next cursor, "" after the last. Without a deadline in
+// ctx, each page gets the client's timeout.
+func (c *Client) pages(ctx context.Context, page func(context.Context, string) (string, error)) error {
+	for restart := 0; ; restart++ {
+		cursor := ""
+		var err error
+		for {
+			if cursor, err = page(ctx, cursor); err != nil || cursor == "" {
+				break
+			}
+			if testHookAfterPage != nil {
+				testHookAfterPage(cursor)
+			}
+		}
+		if !errors.Is(err, ErrInvalidEnumerator) || restart == listingRestarts {
+			return err
+		}
+	}
 }
 
 // ApplyTx applies ops as one transaction, atomically: all of them or none.

@@ -52,6 +52,19 @@ type Config struct {
 	Classifier CalloutClassifier
 
 	clock func() time.Time // the session leases' clock; tests set it
+	// Mark keeps the engine's high-water mark, the last log sequence it
+	// acknowledged, apart from the log (see Mark; nil: none). The engine
+	// command always sets one.
+	Mark Mark
+	// AcceptLogLoss lets an engine whose log ends before its mark (or
+	// before its consumers' positions) write again: it first moves the
+	// log's sequence past what was lost, so no id is given twice. Without
+	// it such an engine refuses writes with ErrLogLoss.
+	AcceptLogLoss bool
+	// StaleReads drops the read barrier: lists and gets answer from the
+	// state as it is, which may miss writes another engine acknowledged a
+	// moment ago. For measuring what the barrier costs; see read.go.
+	StaleReads bool
 }
 
 // DefaultWriteTimeout is Config.WriteTimeout's default.
@@ -88,20 +101,24 @@ func (c Config) withDefaults() Config {
 
 // Engine is a running filter engine.
 type Engine struct {
-	cfg  Config
-	log  *slog.Logger
-	subj events.Subjects
-	nc   *nats.Conn
-	js   natsjs.JetStream
+	cfg    Config
+	log    *slog.Logger
+	subj   events.Subjects
+	nc     *nats.Conn
+	js     natsjs.JetStream
+	stream natsjs.Stream
 
 	mu    sync.RWMutex // guards state; only the writer loop takes it for writing
 	state *projection.State
 
-	cmds    chan *request
-	tail    chan tailMsg
-	folded  atomic.Uint64 // state.Seq(), for the tail's callback to read
-	tailCtx natsjs.ConsumeContext
-	svc     micro.Service
+	cmds   chan *request
+	tail   chan tailMsg
+	folded atomic.Uint64 // state.Seq(), for the tail's callback to read
+	// progress is signalled each time the state moves, for reads waiting
+	// for it (read.go).
+	progress *progress
+	tailCtx  natsjs.ConsumeContext
+	svc      micro.Service
 
 	agents *registry
 	waits  *waits
@@ -113,6 +130,17 @@ type Engine struct {
 	unanswered atomic.Uint64 // adds taken back because an agent did not answer
 	written    atomic.Uint64 // events this engine wrote
 	fenced     atomic.Uint64 // writes refused by the fence and retried
+	retried    atomic.Uint64 // writes retried after a failure with an unknown outcome
+	refused    atomic.Uint64 // writes the server refused to store (answered at once)
+	warn       *rateLog      // warnings that can repeat, at most one a second per cause
+	markErrors atomic.Uint64 // high-water marks that could not be stored
+	// lost, when set, answers every write: the log lost acknowledged
+	// events and the loss was not accepted (logloss.go).
+	lost atomic.Pointer[Error]
+	// readsWaiting counts reads waiting for the state to reach the log;
+	// catchingUp is set while the writer loop waits for it.
+	readsWaiting atomic.Int64
+	catchingUp   atomic.Bool
 
 	// Classify (classify.go) and dynamic sessions (session.go).
 	classifiers     layerCache
@@ -156,6 +184,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		subj:     events.Subjects{Prefix: cfg.Prefix},
 		nc:       nc,
 		js:       js,
+		stream:   stream,
+		progress: newProgress(),
+		warn:     newRateLog(cfg.Logger, time.Second),
 		state:    projection.New(),
 		agents:   newRegistry(),
 		waits:    newWaits(),
@@ -171,6 +202,20 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	info, err := stream.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("engine: stream info: %w", err)
+	}
+	loss, err := e.checkLog(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	if loss != nil && cfg.AcceptLogLoss {
+		if err := e.acceptLoss(ctx, loss); err != nil {
+			return nil, err
+		}
+		if info, err = stream.Info(ctx); err != nil {
+			return nil, fmt.Errorf("engine: stream info: %w", err)
+		}
+	} else if loss != nil {
+		e.refuseWrites(loss)
 	}
 	if err := e.startTail(ctx); err != nil {
 		return nil, err
@@ -195,6 +240,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
+	// Ready means the API's subscriptions have reached the server: a
+	// request sent by anyone once Start returns finds an engine.
+	if err := nc.FlushTimeout(cfg.WriteTimeout); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("engine: registering the API with the server: %w", err)
+	}
+	go e.keepForListings()
 	f, c := e.state.Len()
 	e.log.Info("engine ready", "stream", cfg.Stream, "prefix", cfg.Prefix,
 		"seq", e.state.Seq(), "filters", f, "callouts", c, "skipped", e.skipped.Load())
@@ -214,7 +266,7 @@ func (e *Engine) startTail(ctx context.Context) error {
 	}
 	e.tailCtx, err = cons.Consume(e.decodeTail,
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
-			e.log.Warn("engine: tail consumer", "err", err)
+			e.warn.warn("engine: tail consumer", "err", err)
 		}))
 	if err != nil {
 		return fmt.Errorf("engine: tail consumer: %w", err)
@@ -233,6 +285,10 @@ func (e *Engine) Close() {
 		for _, s := range e.subs {
 			_ = s.Unsubscribe()
 		}
+		// Once Close returns the server routes no more requests here (they
+		// would go unanswered): the unsubscriptions must have reached it.
+		// A closed connection has nothing to flush.
+		_ = e.nc.FlushTimeout(time.Second)
 		if e.stop != nil {
 			e.stop()
 			<-e.loopDone
@@ -271,6 +327,23 @@ type Stats struct {
 	// this engine ended as abandoned.
 	Heartbeats      uint64 `json:"heartbeats"`
 	SessionsExpired uint64 `json:"sessionsExpired"`
+	// Retried counts writes tried again after a failure whose outcome was
+	// unknown (a timeout, a lost connection); Refused, writes the server
+	// refused to store (a full store), answered at once with ErrStorage.
+	Retried uint64 `json:"retried"`
+	Refused uint64 `json:"refused"`
+	// LogLoss, when not empty, says which acknowledged events the log
+	// lost: the engine refuses writes until the loss is accepted.
+	LogLoss string `json:"logLoss,omitempty"`
+	// MarkErrors counts high-water marks that could not be stored.
+	MarkErrors uint64 `json:"markErrors"`
+	// ReadsWaiting is the number of reads waiting, now, for the state to
+	// fold writes the log already holds (the read barrier).
+	ReadsWaiting int64 `json:"readsWaiting"`
+	// CatchingUp is true while the writer waits for the state to fold
+	// what the log already holds (after losing the fence, or before
+	// refusing a command on a state that may be stale).
+	CatchingUp bool `json:"catchingUp"`
 }
 
 // Stats returns the engine's counters.
@@ -279,10 +352,16 @@ func (e *Engine) Stats() Stats {
 	f, c := e.state.Len()
 	seq := e.state.Seq()
 	e.mu.RUnlock()
-	return Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
+	st := Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
 		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load(),
+		ReadsWaiting: e.readsWaiting.Load(), CatchingUp: e.catchingUp.Load(), Retried: e.retried.Load(), Refused: e.refused.Load(),
+		MarkErrors:       e.markErrors.Load(),
 		ClassifyCompiles: e.classifiers.compiles.Load(), CalloutsAsked: e.calloutsAsked.Load(),
 		Heartbeats: e.heartbeats.Load(), SessionsExpired: e.sessionsExpired.Load()}
+	if l := e.lost.Load(); l != nil {
+		st.LogLoss = l.Message
+	}
+	return st
 }
 
 // View runs fn with read access to the state. fn must not keep pointers
@@ -317,6 +396,9 @@ func (e *Engine) submit(ctx context.Context, cmd command) ([]*events.Event, uint
 // enqueue hands cmd to the writer loop; reply is called exactly once, from
 // the loop.
 func (e *Engine) enqueue(ctx context.Context, cmd command, reply func([]*events.Event, uint64, error)) error {
+	if l := e.lost.Load(); l != nil {
+		return l
+	}
 	select {
 	case e.cmds <- &request{cmd: cmd, reply: reply}:
 		return nil

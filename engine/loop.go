@@ -20,6 +20,14 @@ import (
 // step would otherwise keep colliding; a random pause lets one of them win.
 const backoffAfterLoss = 2 * time.Millisecond
 
+// Retries after a failed write whose outcome is unknown (a timeout, a
+// lost connection) back off from firstBackoff, doubling up to maxBackoff,
+// within the write timeout: a server in trouble is not hammered.
+const (
+	firstBackoff = 5 * time.Millisecond
+	maxBackoff   = 500 * time.Millisecond
+)
+
 // pending is one command of a group being written.
 type pending struct {
 	*request
@@ -95,6 +103,10 @@ func (e *Engine) decodeTail(m natsjs.Msg) {
 		return
 	}
 	t := tailMsg{seq: seq, subject: m.Subject()}
+	if t.subject == e.subj.Gap() {
+		e.tail <- t // a filler: it only moves the position
+		return
+	}
 	t.ev, t.err = events.Decode(m.Data())
 	if t.err == nil && !t.ev.Known() {
 		t.err = fmt.Errorf("unknown event type %q or schema %d", t.ev.Type, t.ev.Schema)
@@ -116,7 +128,7 @@ func (e *Engine) fold(m tailMsg, inflight map[string]*pending) {
 		}
 		if m.err != nil {
 			e.skipped.Add(1)
-			e.log.Warn("engine: skipping log message", "seq", m.seq, "subject", m.subject, "err", m.err)
+			e.warn.warn("engine: skipping log message", "seq", m.seq, "subject", m.subject, "err", m.err)
 		}
 		batch = append(batch, m)
 	}
@@ -136,6 +148,7 @@ drain:
 	}
 	e.folded.Store(e.state.Seq())
 	e.mu.Unlock()
+	e.progress.signal()
 	for _, d := range batch {
 		if d.ev == nil {
 			continue
@@ -167,15 +180,36 @@ func (e *Engine) drainTail(inflight map[string]*pending) {
 
 // catchUp folds the tail until the state reaches seq. It gives up when the
 // tail delivers nothing for the write timeout: a long rebuild is fine as
-// long as it moves.
+// long as it moves. When the tail stops short, it asks the server whether
+// anything is stored up to seq at all: the log's last sequences may hold
+// no message (purged past a loss, removed), and then the state moves to
+// seq without them.
 func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*pending) error {
+	if e.state.Seq() >= seq {
+		return nil
+	}
+	e.catchingUp.Store(true)
+	defer e.catchingUp.Store(false)
 	idle := time.NewTimer(e.cfg.WriteTimeout)
 	defer idle.Stop()
+	probe := time.NewTimer(gapProbe)
+	defer probe.Stop()
 	for e.state.Seq() < seq {
 		select {
 		case m := <-e.tail:
 			e.fold(m, inflight)
 			idle.Reset(e.cfg.WriteTimeout)
+			probe.Reset(gapProbe)
+		case <-probe.C:
+			if empty, err := e.nothingStored(ctx, e.state.Seq()+1, seq); err == nil && empty {
+				e.mu.Lock()
+				e.state.Skip(seq)
+				e.folded.Store(e.state.Seq())
+				e.mu.Unlock()
+				e.progress.signal()
+				return nil
+			}
+			probe.Reset(gapProbe)
 		case <-idle.C:
 			return fmt.Errorf("at %d of %d, nothing new for %v", e.state.Seq(), seq, e.cfg.WriteTimeout)
 		case <-ctx.Done():
@@ -211,6 +245,13 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 // land, until the write timeout.
 func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, inflight map[string]*pending) {
 	deadline := time.Now().Add(e.cfg.WriteTimeout)
+	backoff := firstBackoff
+	// A refusal that depends on the state (no such callout, already
+	// exists, in use) is held until the engine has made sure its state is
+	// the log's: another engine may have written what makes the command
+	// valid, and acknowledged it before this one was sent.
+	held := map[*pending]error{}
+	fresh := false
 	for attempt := 1; ; attempt++ {
 		e.drainTail(inflight)
 		var live []*pending
@@ -230,6 +271,7 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			return
 		}
 
+		clear(held) // validated again below
 		base := e.state.Seq()
 		ov := projection.NewOverlay(e.state)
 		var (
@@ -245,6 +287,10 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				pmsgs, err = e.messages(pevs)
 			}
 			if err != nil {
+				if !fresh && dependsOnState(err) {
+					held[p] = err
+					continue
+				}
 				p.answer(nil, 0, err)
 				continue
 			}
@@ -260,6 +306,9 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			inflight[pevs[0].ID] = p
 		}
 		if len(msgs) == 0 {
+			if e.settleHeld(ctx, held, &fresh, inflight) {
+				continue
+			}
 			return
 		}
 
@@ -271,7 +320,9 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				n = len(msgs)
 			}
 		} else {
-			n, err = jetstream.PublishChain(wctx, e.js, base, msgs)
+			// No retry inside nats.go when no stream answers: this loop
+			// retries, with its own backoff and within the write timeout.
+			n, err = jetstream.PublishChain(wctx, e.js, base, msgs, natsjs.WithRetryAttempts(0))
 		}
 		cancel()
 		// A chain stores a prefix: fold and answer it whatever came after.
@@ -282,7 +333,9 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			}
 			e.folded.Store(e.state.Seq())
 			e.mu.Unlock()
+			e.progress.signal()
 			e.written.Add(uint64(n))
+			e.markWritten(base+uint64(n), evs[n-1])
 			for _, p := range owners {
 				if last := p.first + uint64(len(p.evs)) - 1; last <= base+uint64(n) {
 					p.answer(p.evs, p.first, nil)
@@ -290,6 +343,21 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			}
 		}
 		if err == nil {
+			if e.settleHeld(ctx, held, &fresh, inflight) {
+				continue
+			}
+			return
+		}
+		// The server refused to store it: nothing was written, and trying
+		// again would only be refused again. Say so at once.
+		if refusal := refused(err); refusal != nil {
+			e.refused.Add(1)
+			e.warn.warn("engine: the server refused to store a write; nothing was written", "err", err)
+			for _, p := range owners {
+				if !p.done {
+					p.answer(nil, 0, refusal)
+				}
+			}
 			return
 		}
 
@@ -305,7 +373,8 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				target = fe.Actual
 			}
 		} else {
-			e.log.Warn("engine: write failed, checking the log for it", "err", err, "attempt", attempt)
+			e.retried.Add(1)
+			e.warn.warn("engine: write failed, checking the log for it", "err", err, "attempt", attempt)
 		}
 		if target == 0 {
 			var lerr error
@@ -318,11 +387,27 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				return
 			}
 		}
+		if target < base {
+			// The log is shorter than what this engine has folded: it
+			// lost its end under a running engine (a server restarted on
+			// a damaged or older store).
+			l := &logLoss{last: target, mark: base, where: "this engine's state"}
+			e.refuseWrites(l)
+			for _, p := range owners {
+				if !p.done {
+					p.answer(nil, 0, l.refusal())
+				}
+			}
+			return
+		}
 		if err := e.catchUp(ctx, target, inflight); err != nil {
-			e.log.Warn("engine: catching up after a failed write", "err", err)
+			e.warn.warn("engine: catching up after a failed write", "err", err)
 		}
 		if lost {
 			time.Sleep(rand.N(backoffAfterLoss))
+		} else {
+			time.Sleep(min(backoff, max(time.Until(deadline), 0)))
+			backoff = min(2*backoff, maxBackoff)
 		}
 	}
 }
@@ -350,4 +435,75 @@ func (e *Engine) lastSeq(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return s.CachedInfo().State.LastSeq, nil
+}
+
+// storageRefusals are the JetStream errors that say a write was refused,
+// not lost, and would be refused again: the store or the account is full,
+// the message is larger than the stream takes, the stream no longer takes
+// writes. Nothing was written. (Other answers, such as an atomic batch
+// that arrived incomplete, are worth another try.)
+var storageRefusals = map[natsjs.ErrorCode]bool{
+	10109: true, // invalid operation on sealed stream
+	10174: true, // atomic publish is disabled
+	10199: true, // atomic publish batch is too large
+	10023: true, // insufficient resources (the server's max_file_store / max_memory_store)
+	10002: true, // resource limits exceeded for account
+	10047: true, // insufficient storage resources available
+	10028: true, // insufficient memory resources available
+	10077: true, // store failed: maximum bytes / messages exceeded, message too large
+	10054: true, // message size exceeds maximum allowed
+	10097: true, // header size exceeds maximum allowed
+}
+
+// refused returns the answer for a write the server refused outright, or
+// nil when err leaves the outcome open or is a fence to retry.
+func refused(err error) *Error {
+	var apiErr *natsjs.APIError
+	switch {
+	case errors.As(err, &apiErr) && storageRefusals[apiErr.ErrorCode]:
+		return errorf(CodeStorage, "the server refused to store the write: %s (JetStream error %d); nothing was written",
+			apiErr.Description, apiErr.ErrorCode)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return errorf(CodeStorage, "the write is larger than the server's max payload; nothing was written")
+	}
+	return nil
+}
+
+// dependsOnState reports a refusal that a newer state might not make: the
+// callout or filter may exist there, or no longer.
+func dependsOnState(err error) bool {
+	var we *Error
+	if !errors.As(err, &we) {
+		return false
+	}
+	switch we.Code {
+	case CodeAlreadyExists, CodeFilterNotFound, CodeCalloutNotFound, CodeInUse, CodeIncompatibleLayer:
+		return true
+	}
+	return false
+}
+
+// settleHeld deals with the refusals commitRun held: if the log has moved
+// past the state, it folds up to the log's end and reports true, to
+// validate them again; otherwise (or once that was done) it answers them
+// with their refusals. Either way the state a refusal is judged on
+// includes every write acknowledged before the command arrived.
+func (e *Engine) settleHeld(ctx context.Context, held map[*pending]error, fresh *bool, inflight map[string]*pending) bool {
+	if len(held) == 0 {
+		return false
+	}
+	if !*fresh {
+		*fresh = true
+		if last, err := e.lastSeq(ctx); err == nil && last > e.state.Seq() {
+			if err := e.catchUp(ctx, last, inflight); err == nil {
+				clear(held)
+				return true
+			}
+		}
+	}
+	for p, err := range held {
+		p.answer(nil, 0, err)
+	}
+	clear(held)
+	return false
 }

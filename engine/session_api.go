@@ -64,7 +64,16 @@ func (e *Engine) sessionClose(req micro.Request) {
 	})
 }
 
-func (e *Engine) sessionList(req micro.Request) {
+func (e *Engine) sessionList(ctx context.Context, data []byte) (any, error) {
+	if len(data) > 0 {
+		var none struct{}
+		if err := decode(data, &none); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.readBarrier(ctx); err != nil {
+		return nil, err
+	}
 	var resp ListSessionsResponse
 	e.View(func(s *projection.State) {
 		resp.Seq = s.Seq()
@@ -77,7 +86,7 @@ func (e *Engine) sessionList(req micro.Request) {
 	if resp.Sessions == nil {
 		resp.Sessions = []SessionInfo{}
 	}
-	_ = req.RespondJSON(resp)
+	return resp, nil
 }
 
 // answerAsync answers req from a goroutine with what do returns (an error

@@ -17,6 +17,8 @@ const (
 	HeaderLayer       = "Wfp-Layer"
 	HeaderContentType = "Content-Type"
 	ContentType       = "application/msgpack"
+	// GapEvent is the Wfp-Event of a gap filler (see Subjects.Gap).
+	GapEvent = "Gap"
 )
 
 // Message is an event ready to publish. Header has the shape of

@@ -143,11 +143,20 @@ func (f *Filter) String() string {
 }
 
 // ParseKey checks that s is a UUID and returns its canonical lower-case
-// form, so one key always maps to one subject.
+// form, so one key always maps to one subject. It takes the 8-4-4-4-12
+// form in either case, bare or in braces as Windows writes GUIDs
+// ({...}); the all-zero UUID names nothing and is refused.
 func ParseKey(s string) (string, error) {
-	u, err := uuid.Parse(s)
-	if err != nil || len(s) != 36 {
+	t := s
+	if len(t) == 38 && t[0] == '{' && t[37] == '}' {
+		t = t[1:37]
+	}
+	u, err := uuid.Parse(t)
+	if err != nil || len(t) != 36 {
 		return "", fmt.Errorf("%q is not a UUID in 8-4-4-4-12 form", s)
+	}
+	if u == uuid.Nil {
+		return "", fmt.Errorf("%q is the all-zero UUID, which names nothing", s)
 	}
 	return u.String(), nil
 }

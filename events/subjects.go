@@ -53,6 +53,12 @@ func (s Subjects) AllFilters() string { return s.Prefix + ".filter.>" }
 // FilterKeyAnyCallout matches filter key's subject whichever callout it names.
 func (s Subjects) FilterKeyAnyCallout(key string) string { return s.Prefix + ".filter.*." + key }
 
+// Gap returns the subject of gap fillers: empty messages an engine writes
+// after an operator accepted the loss of the log's end, so that the
+// stream's sequence, and with it filter ids, goes on past the lost
+// sequences. Readers skip them; they carry no event.
+func (s Subjects) Gap() string { return s.Prefix + ".callout._gap" }
+
 // API returns the subject of a management API endpoint.
 func (s Subjects) API(endpoint string) string { return s.Prefix + ".api." + endpoint }
 

@@ -29,6 +29,9 @@ type State struct {
 	byProvider index
 	sess       sessions      // dynamic sessions (session.go)
 	layers     layerVersions // per-layer change counters (layers.go)
+	// h keeps removed entries for reads as of earlier positions
+	// (history.go).
+	h history
 }
 
 type index map[string]map[string]*events.Filter
@@ -102,17 +105,20 @@ func (s *State) Apply(seq uint64, ev *events.Event) bool {
 		s.byProvider.add(f.ProviderKey, f)
 		s.sess.filterIn(f)
 		s.layers.touch(f.Layer)
+		s.added(f)
 		return true
 	case events.FilterDeleted:
 		return s.removeFilter(ev.Filter.Key)
 	case events.CalloutAdded:
 		s.sess.calloutIn(ev.Callout, s.callouts[ev.Callout.Key])
+		s.calloutAdded(ev.Callout, s.callouts[ev.Callout.Key])
 		s.callouts[ev.Callout.Key] = ev.Callout
 		return true
 	case events.CalloutDeleted:
 		c, ok := s.callouts[ev.Callout.Key]
 		if ok {
 			s.sess.calloutOut(c)
+			s.calloutRemoved(c)
 		}
 		delete(s.callouts, ev.Callout.Key)
 		return ok
@@ -137,6 +143,7 @@ func (s *State) removeFilter(key string) bool {
 	s.byProvider.remove(f.ProviderKey, f)
 	s.sess.filterOut(f)
 	s.layers.touch(f.Layer)
+	s.removed(f)
 	return true
 }
 

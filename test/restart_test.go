@@ -84,7 +84,7 @@ func TestRestartAfterSIGKILL(t *testing.T) {
 	}
 	var maxID uint64
 	for i := range 30 {
-		f, err := client.AddFilter(ctx, events.Filter{Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co.Key})
+		f, err := client.AddFilter(ctx, events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection, CalloutKey: co.Key})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +128,7 @@ func TestRestartAfterSIGKILL(t *testing.T) {
 	if last := s.CachedInfo().State.LastSeq; last != before.Seq {
 		t.Fatalf("restart wrote to the log: last seq %d, was %d", last, before.Seq)
 	}
-	f, err := client.AddFilter(context.Background(), events.Filter{Name: "new", Layer: "L", Action: events.ActionBlock})
+	f, err := client.AddFilter(context.Background(), events.Filter{Name: "new", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock})
 	if err != nil {
 		t.Fatal(err)
 	}

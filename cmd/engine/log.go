@@ -19,6 +19,9 @@ type logLine struct {
 	Subject string    `json:"subject"`
 	Stored  time.Time `json:"stored"`
 	*events.Event
+	// Gap marks a gap filler: a sequence skipped after an accepted log
+	// loss, no event.
+	Gap   bool   `json:"gap,omitempty"`
 	Error string `json:"error,omitempty"`
 }
 
@@ -90,7 +93,9 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if meta, err := m.Metadata(); err == nil {
 			line.Seq, line.Stored = meta.Sequence.Stream, meta.Timestamp.UTC()
 		}
-		if ev, err := events.Decode(m.Data()); err != nil {
+		if m.Subject() == subj.Gap() {
+			line.Gap = true
+		} else if ev, err := events.Decode(m.Data()); err != nil {
 			line.Error = err.Error()
 		} else {
 			line.Event = ev

@@ -24,15 +24,15 @@ import (
 )
 
 const usage = `usage:
-  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--nats-url URL]
-  engine callout add --key UUID --name NAME [--layer L] [--session ID] [--json]
+  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--nats-url URL] [--sync always|INTERVAL] [--accept-log-loss]
+  engine callout add --key UUID --name NAME [--layer LAYER] [--session ID] [--json]
   engine callout delete --key UUID
   engine callout list [--json]
-  engine filter add [--key UUID] --name NAME --layer L [--weight N] --action ACTION [--callout UUID] [--condition FIELD=VALUE]... [--notify-timeout 5s] [--session ID] [--json]
+  engine filter add [--key UUID] --name NAME --layer LAYER [--weight N] --action ACTION [--callout UUID] [--condition FIELD=VALUE]... [--notify-timeout 5s] [--session ID] [--json]
   engine filter delete (--key UUID | --id N)
-  engine filter list [--callout UUID] [--layer L] [--provider UUID] [--json]
+  engine filter list [--callout UUID] [--layer LAYER] [--provider UUID] [--json]
   engine tx apply FILE.json [--json] [--notify-timeout 5s] [--session ID]
-  engine classify --layer L [--field NAME=VALUE]... [--json]
+  engine classify --layer LAYER [--field NAME=VALUE]... [--json]
   engine session open --dynamic [--name N] [--lease 10s] [--json]
   engine session keepalive ID
   engine session run --dynamic [--name N] [--lease 10s] -- CMD [ARG]...
@@ -56,7 +56,7 @@ func main() {
 	case errors.As(err, &code): // session run: the command's own exit status
 		os.Exit(int(code))
 	default:
-		fmt.Fprintln(os.Stderr, "engine:", err)
+		fmt.Fprintln(os.Stderr, "engine:", printable(err.Error()))
 		os.Exit(1)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -72,13 +71,14 @@ func txCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		}
 	}
 	for _, r := range resp.Rejected {
-		fmt.Fprintf(stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code, r.AgentID, r.Error)
+		fmt.Fprintf(stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code, printable(r.AgentID), printable(r.Error))
 	}
 	return nil
 }
 
 // readTx reads a transaction from a file, or stdin for "-". It takes the
-// API's {"ops":[...]} object or a bare array of operations.
+// API's {"ops":[...]} object or a bare array of operations, strictly: an
+// unknown field or anything after the JSON is refused (engine.ParseTx).
 func readTx(file string, stdin io.Reader) (engine.TxRequest, error) {
 	var data []byte
 	var err error
@@ -90,14 +90,7 @@ func readTx(file string, stdin io.Reader) (engine.TxRequest, error) {
 	if err != nil {
 		return engine.TxRequest{}, err
 	}
-	var req engine.TxRequest
-	if trimmed := strings.TrimSpace(string(data)); strings.HasPrefix(trimmed, "[") {
-		err = json.Unmarshal(data, &req.Ops)
-	} else {
-		dec := json.NewDecoder(strings.NewReader(trimmed))
-		dec.DisallowUnknownFields()
-		err = dec.Decode(&req)
-	}
+	req, err := engine.ParseTx(data)
 	if err != nil {
 		return req, fmt.Errorf("%s: not a transaction (want {\"ops\":[...]} or [...]): %w", file, err)
 	}

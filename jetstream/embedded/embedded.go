@@ -33,22 +33,37 @@ type Options struct {
 	// ReadyTimeout bounds the wait for the server to accept connections;
 	// default 10s.
 	ReadyTimeout time.Duration
+	// SyncAlways makes the file store fsync every write before it is
+	// acknowledged; otherwise it syncs every SyncInterval (default: the
+	// server's, 2 minutes), and a power cut can lose what was
+	// acknowledged since the last sync.
+	SyncAlways   bool
+	SyncInterval time.Duration
 }
 
 // Server is a nats-server with JetStream running inside this process.
 type Server struct {
 	NATS *server.Server // the server itself, for what this package does not wrap
 
+	lock         *dirLock
 	shutdownOnce sync.Once
 }
 
 // Start starts a nats-server with JetStream enabled and waits until
 // it accepts connections and JetStream is up. A busy port or a JetStream
 // that cannot start is returned as an error (the stock server logger would
-// call os.Exit on those).
+// call os.Exit on those). The store directory is locked while the server
+// runs: a second server on it gets ErrDirInUse, naming the first.
 func Start(opts Options) (*Server, error) {
 	if opts.StoreDir == "" {
 		return nil, errors.New("embedded: StoreDir is required")
+	}
+	if opts.SyncInterval < 0 {
+		return nil, fmt.Errorf("embedded: sync interval %v is negative", opts.SyncInterval)
+	}
+	lock, err := lockDir(opts.StoreDir)
+	if err != nil {
+		return nil, err
 	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 10 * time.Second
@@ -60,10 +75,15 @@ func Start(opts Options) (*Server, error) {
 		NoSigs:     true, // signals belong to the host program
 		DontListen: opts.NoListen,
 		NoLog:      opts.NoLog,
+		SyncAlways: opts.SyncAlways,
+	}
+	if opts.SyncInterval > 0 {
+		sopts.SyncInterval = opts.SyncInterval
 	}
 	if !opts.NoListen {
 		host, port, err := parseListen(opts.Listen)
 		if err != nil {
+			lock.release()
 			return nil, err
 		}
 		sopts.Host, sopts.Port = host, port
@@ -71,6 +91,7 @@ func Start(opts Options) (*Server, error) {
 
 	ns, err := server.NewServer(sopts)
 	if err != nil {
+		lock.release()
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	// Always install our logger: it reports fatal errors on a channel
@@ -79,7 +100,7 @@ func Start(opts Options) (*Server, error) {
 	ns.SetLogger(logger, false, false)
 
 	ns.Start()
-	e := &Server{NATS: ns}
+	e := &Server{NATS: ns, lock: lock}
 	if err := e.waitReady(opts.ReadyTimeout, logger.fatal); err != nil {
 		e.Shutdown()
 		return nil, err
@@ -143,6 +164,7 @@ func (e *Server) Shutdown() {
 	e.shutdownOnce.Do(func() {
 		e.NATS.Shutdown()
 		e.NATS.WaitForShutdown()
+		e.lock.release()
 	})
 }
 

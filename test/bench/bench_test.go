@@ -58,6 +58,11 @@ var wantFigures = map[string]bool{
 	"classify_inprocess":     false,
 	"classify_api":           false,
 	"classify_api_callout":   false,
+	"sync_always_c1":         false,
+	"sync_always_c16":        false,
+	"sync_always_c128":       false,
+	"list_barrier_p50":       false,
+	"list_barrier_p99":       false,
 }
 
 // mayBeZero are the latencies that clamp a notify arriving before the

@@ -102,7 +102,7 @@ func FullConfig() Config {
 
 // scenarioNames are the scenarios in run order. replay, coldstart, memory
 // and churn share one populated log.
-var scenarioNames = []string{"throughput", "latency", "notify", "replay", "coldstart", "memory", "churn", "classify"}
+var scenarioNames = []string{"throughput", "latency", "notify", "replay", "coldstart", "memory", "churn", "classify", "sync", "barrier"}
 
 func (c Config) wants(name string) bool {
 	if len(c.Only) == 0 {
@@ -211,6 +211,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"notify"}, b.notifyLatency},
 		{[]string{"replay", "coldstart", "memory", "churn"}, b.replayGroup},
 		{[]string{"classify"}, b.classifyRate},
+		{[]string{"sync"}, b.syncPolicy},
+		{[]string{"barrier"}, b.readBarrier},
 	} {
 		want := false
 		for _, n := range s.names {

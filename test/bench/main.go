@@ -38,6 +38,12 @@
 //	            per decision (the engine's interim answer for a registered
 //	            callout), vs classify.LinearScan of the same filters with
 //	            the same concurrency
+//	sync        adds/s at 1, 16, 128 callers as engine serve runs them
+//	            (embedded server, high-water mark file), with the file
+//	            store syncing every write (--sync always) vs the server's
+//	            default interval (2 min): what durability costs
+//	barrier     one caller's filter.list p50/p99 with the read barrier
+//	            (linearizable reads) vs the same engine without it
 //
 // Method notes: the logs of the last four are written straight to the
 // stream (see populator) after checking, each run, that the populator
