@@ -102,6 +102,11 @@ type Engine struct {
 	unanswered atomic.Uint64 // adds taken back because an agent did not answer
 	written    atomic.Uint64 // events this engine wrote
 	fenced     atomic.Uint64 // writes refused by the fence and retried
+	// agentDropped counts agent messages dropped unread (dropAgentMsg);
+	// agentsGone, agent instances forgotten because a ping found them gone.
+	agentDropped atomic.Uint64
+	agentsGone   atomic.Uint64
+	dropLog      *rateLog
 
 	stop     context.CancelFunc
 	loopDone chan struct{}
@@ -136,6 +141,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		js:       js,
 		state:    projection.New(),
 		agents:   newRegistry(),
+		dropLog:  newRateLog(time.Second),
 		waits:    newWaits(),
 		taken:    newTaken(),
 		cmds:     make(chan *request, 4*cfg.MaxGroup),
@@ -232,6 +238,13 @@ type Stats struct {
 	// because an agent did not answer in time (R7).
 	Rejected   uint64 `json:"rejected"`
 	Unanswered uint64 `json:"unanswered"`
+	// AgentDropped counts agent messages the engine dropped: a body that
+	// disagrees with its subject (an agent speaking for another callout or
+	// agent id), a result that names no pending add of its callout, or
+	// one malformed. AgentsGone counts agent instances forgotten because a
+	// ping found them gone (killed, or replaced by a restart).
+	AgentDropped uint64 `json:"agentDropped"`
+	AgentsGone   uint64 `json:"agentsGone"`
 }
 
 // Stats returns the engine's counters.
@@ -241,7 +254,8 @@ func (e *Engine) Stats() Stats {
 	seq := e.state.Seq()
 	e.mu.RUnlock()
 	return Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
-		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load()}
+		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load(),
+		AgentDropped: e.agentDropped.Load(), AgentsGone: e.agentsGone.Load()}
 }
 
 // View runs fn with read access to the state. fn must not keep pointers
