@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/wfpnats/wfp/events"
 )
 
@@ -27,13 +27,13 @@ const durableAckWait = 30 * time.Second
 // Agent is a registered callout: it reads the filter events naming its
 // callout and calls the handler for each. Create it with Register.
 type Agent struct {
-	id      string
-	key     string
-	subj    events.Subjects
-	subject string
-	h       Handler
-	o       options
-	log     *slog.Logger
+	id       string
+	key      string
+	subj     events.Subjects
+	subject  string
+	h        Handler
+	o        options
+	log      *slog.Logger
 	js       natsjs.JetStream
 	nc       *nats.Conn
 	src      *reader

@@ -9,9 +9,9 @@ import (
 // snapshot tracks the replay snapshot: the first left messages delivered
 // by the consumer created at registration.
 type snapshot struct {
-	active   bool
-	left uint64 // snapshot messages still to come (count mode)
-	gen  uint64 // the reader's consumer that delivers the snapshot
+	active bool
+	left   uint64 // snapshot messages still to come (count mode)
+	gen    uint64 // the reader's consumer that delivers the snapshot
 	// until is set when the consumer was recreated mid-snapshot: the new
 	// consumer restarts from a stream sequence and delivers history as
 	// well, so counting no longer finds the end. The snapshot then ends at
