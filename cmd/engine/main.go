@@ -6,6 +6,7 @@
 //	engine tx apply FILE.json   one atomic transaction
 //	engine events [--callout UUID] [--from-seq N] [--follow]
 //	engine decode               one event payload on stdin, JSON on stdout
+//	engine permissions ROLE     the NATS permissions of an agent, operator, manager or the engine
 //
 // Run any subcommand with -h for its flags.
 package main
@@ -22,7 +23,7 @@ import (
 )
 
 const usage = `usage:
-  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--nats-url URL]
+  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--server-config FILE] [--nats-url URL]
   engine callout add --key UUID --name NAME [--layer L] [--json]
   engine callout delete --key UUID
   engine callout list [--json]
@@ -32,7 +33,11 @@ const usage = `usage:
   engine tx apply FILE.json [--json] [--notify-timeout 5s]
   engine events [--callout UUID] [--from-seq N] [--follow]
   engine decode < payload
-Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222).
+  engine permissions agent --callout UUID --agent-id ID [--durable NAME] [--json]
+  engine permissions operator|manager|engine [--json]
+Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222)
+and the nats CLI's credentials: --creds, --nkey, --user with --password-file or
+$NATS_PASSWORD, --token-file or $NATS_TOKEN, --tlsca, --tlscert, --tlskey.
 `
 
 func main() {
@@ -59,6 +64,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return serve(ctx, rest, stderr)
 	case "decode":
 		return decode(stdin, stdout)
+	case "permissions":
+		return permissionsCmd(ctx, rest, stdout, stderr)
 	case "events":
 		return eventsCmd(ctx, rest, stdout, stderr)
 	case "tx":
