@@ -18,10 +18,10 @@ var (
 	errHoldTimeout = errors.New("callout: no message within the hold timeout")
 )
 
-// messagesOpts tune the iterators; the library defaults (about 10 s to
-// notice a lost consumer from missed heartbeats) suit production, tests
-// shorten them.
-var messagesOpts []natsjs.PullMessagesOpt
+// messagesOpts tune the iterators: a heartbeat every 5 s, as nats.go's
+// ordered consumers have, so a consumer lost without a word (deleted while
+// no pull was waiting) is noticed within about 10 s. Tests shorten it.
+var messagesOpts = []natsjs.PullMessagesOpt{natsjs.PullHeartbeat(5 * time.Second)}
 
 // durableMaxAckPending is how many messages a durable consumer hands out
 // before it waits for acks. The agent holds a transaction's parts unacked
@@ -120,6 +120,33 @@ type reader struct {
 	mu      sync.Mutex
 	it      natsjs.MessagesContext
 	stopped bool
+	// reconnected: the connection came back (watchReconnects) and the
+	// iterator was stopped so the consumer is made anew.
+	reconnected bool
+	status      chan nats.Status
+}
+
+// watchReconnects makes a reader whose consumer the server keeps in
+// memory (live and replay) recreate it after the connection comes back,
+// as nats.go's ordered consumers do: a server restart loses such a
+// consumer, and pulls on it would wait out the heartbeats first. A
+// durable consumer survives restarts, and its reader carries on.
+func (d *reader) watchReconnects() {
+	if d.durable {
+		return
+	}
+	d.status = d.conn.StatusChanged(nats.CONNECTED)
+	go func() {
+		for range d.status {
+			d.mu.Lock()
+			it := d.it
+			d.it, d.reconnected = nil, it != nil && !d.stopped
+			d.mu.Unlock()
+			if it != nil {
+				it.Stop()
+			}
+		}
+	}()
 }
 
 // name is the consumer's name.
@@ -143,6 +170,7 @@ func (d *reader) start(ctx context.Context) (uint64, *natsjs.ConsumerInfo, error
 		return 0, nil, fmt.Errorf("callout: read consumer %q: %w", d.name(), err)
 	}
 	d.it = it
+	d.watchReconnects()
 	return first, c.CachedInfo(), nil
 }
 
@@ -293,6 +321,15 @@ func (d *reader) next(wait time.Duration) (natsjs.Msg, error) {
 		if d.conn.IsClosed() {
 			return nil, err
 		}
+		d.mu.Lock()
+		reconnected := d.reconnected
+		d.reconnected = false
+		d.mu.Unlock()
+		if reconnected {
+			d.log.Info("reconnected; recreating the consumer at the first message not handled", "consumer", d.name())
+			d.lost = true
+			continue
+		}
 		// Consumer deleted, heartbeats missed, bad request, ...: reopen
 		// after a pause.
 		if !d.pause(err, d.bo) {
@@ -398,10 +435,13 @@ func (d *reader) release(ctx context.Context, lastAcked natsjs.Msg) error {
 
 func (d *reader) stop() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.stopped = true
 	if d.it != nil {
 		d.it.Stop()
+	}
+	d.mu.Unlock()
+	if d.status != nil {
+		d.conn.RemoveStatusListener(d.status)
 	}
 }
 
