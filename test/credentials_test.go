@@ -19,14 +19,7 @@ import (
 // externalServer starts a server from conf on a loopback port.
 func externalServer(t *testing.T, conf string) *embedded.Server {
 	t.Helper()
-	dir := t.TempDir()
-	file := testkit.WriteFile(t, dir, "server.conf", "listen: \"127.0.0.1:-1\"\n"+conf)
-	srv, err := embedded.Start(embedded.Options{StoreDir: dir, ConfigFile: file, NoLog: true})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, conf)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
+	return testkit.ServerFromConfig(t, "listen: \"127.0.0.1:-1\"\n"+conf)
 }
 
 // manage runs a management command with env added to the environment.

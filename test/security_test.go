@@ -76,7 +76,6 @@ func password(user string) string { return "pw-" + user }
 
 func newSecured(t *testing.T) *secured {
 	t.Helper()
-	dir := t.TempDir()
 	var users []string
 	user := func(name, perms string) {
 		users = append(users, fmt.Sprintf("      { user: %q, password: %q\n%s      }", name, password(name), perms))
@@ -94,16 +93,12 @@ func newSecured(t *testing.T) *secured {
 	users = append(users, fmt.Sprintf("      { user: admin, password: %q }", password("admin")))
 	conf := fmt.Sprintf("listen: \"127.0.0.1:-1\"\naccounts {\n  WFP {\n    jetstream: enabled\n    users: [\n%s\n    ]\n  }\n}\n",
 		strings.Join(users, "\n"))
-	file := testkit.WriteFile(t, dir, "server.conf", conf)
-	srv, err := embedded.Start(embedded.Options{StoreDir: dir, ConfigFile: file, NoLog: true})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, conf)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := testkit.ServerFromConfig(t, conf)
 	s := &secured{t: t, srv: srv, url: srv.ClientURL(), subj: events.Subjects{Prefix: events.DefaultPrefix}, c1: c1Key, c2: c2Key,
 		agents: map[string]*callout.Agent{}}
 	s.admin = s.connect("admin")
 	s.adminJS = testkit.JetStream(t, s.admin)
+	var err error
 	s.eng, err = engine.Start(ctxT(t), s.connect("engine"), engine.Config{Logger: quietLog})
 	if err != nil {
 		t.Fatalf("engine with its printed permissions: %v", err)

@@ -52,17 +52,11 @@ func TestConnectNamesTheConnection(t *testing.T) {
 	}
 }
 
-// serverWith starts a real server from a configuration file holding conf.
+// serverWith starts a real server on a loopback port from a
+// configuration file holding conf.
 func serverWith(t *testing.T, conf string) *embedded.Server {
 	t.Helper()
-	dir := t.TempDir()
-	file := testkit.WriteFile(t, dir, "server.conf", "listen: 127.0.0.1:-1\n"+conf)
-	srv, err := embedded.Start(embedded.Options{StoreDir: dir, ConfigFile: file, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
+	return testkit.ServerFromConfig(t, "listen: 127.0.0.1:-1\n"+conf)
 }
 
 // connects reports whether f gets a connection (and an answer to a
