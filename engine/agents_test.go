@@ -371,3 +371,30 @@ func TestAgentInstances_SlowLiveAgentGetsItsWholeTimeout(t *testing.T) {
 		t.Fatalf("add a slow agent refuses: %v", err)
 	}
 }
+
+// A flood of forgeries is counted one by one but logged at a bounded
+// rate: at most a line a second per reason, saying how many it stands for.
+func TestAgentMessages_DropsAreLoggedAtABoundedRate(t *testing.T) {
+	srv := testkit.Server(t)
+	nc := testkit.Conn(t, srv)
+	var log testkit.SyncBuffer
+	e, err := Start(context.Background(), nc, Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	subj := events.Subjects{Prefix: events.DefaultPrefix}
+	c1, c2 := uuid.NewString(), uuid.NewString()
+	forged, _ := json.Marshal(events.Announcement{AgentID: "a", CalloutKey: c2, Instance: "i", Mode: "live", Status: events.AgentAlive})
+	const n = 500
+	for range n {
+		if err := nc.Publish(subj.Agent(c1, "a"), forged); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, "every forgery counted", func() bool { return e.Stats().AgentDropped == n })
+	lines := strings.Count(log.String(), "dropped an agent message")
+	if lines == 0 || lines > 10 {
+		t.Fatalf("%d log lines for %d drops, want a few:\n%s", lines, n, log.String())
+	}
+}
