@@ -398,3 +398,25 @@ func TestAgentMessages_DropsAreLoggedAtABoundedRate(t *testing.T) {
 		t.Fatalf("%d log lines for %d drops, want a few:\n%s", lines, n, log.String())
 	}
 }
+
+// A result that arrives just as its add starts waiting (the wait opens
+// while the result is checked against the state) reaches the add: it is
+// neither kept for an add that already waits nor lost.
+func TestWaits_ResultArrivingAsTheWaitOpensIsNotLost(t *testing.T) {
+	w := newWaits()
+	f := &events.Filter{Key: uuid.NewString(), ID: 7, CalloutKey: uuid.NewString()}
+	r := events.NotifyResult{AgentID: "a", CalloutKey: f.CalloutKey, Instance: "i", FilterKey: f.Key, FilterID: f.ID}
+	var ch chan events.NotifyResult
+	why := w.deliver(r, func(events.NotifyResult) bool {
+		ch, _ = w.open(f, 1) // the add starts waiting right now
+		return true
+	})
+	select {
+	case got := <-ch:
+		if got != r || why != "" {
+			t.Fatalf("got %+v (%q), want %+v", got, why, r)
+		}
+	default:
+		t.Fatalf("the result did not reach the waiting add (dropped: %q, kept early: %d)", why, w.nEarly)
+	}
+}

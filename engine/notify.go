@@ -93,29 +93,45 @@ func (e *Engine) pendingAdd(r events.NotifyResult) bool {
 // about to wait (maybePending). It returns why r was dropped, or "".
 func (w *waits) deliver(r events.NotifyResult, maybePending func(events.NotifyResult) bool) string {
 	w.mu.Lock()
-	if wt, ok := w.waiting[r.FilterID]; ok {
-		defer w.mu.Unlock()
-		if wt.key != r.FilterKey || wt.callout != r.CalloutKey {
-			return "notify result names no pending add of its callout"
-		}
-		select {
-		case wt.ch <- r:
-		default: // more answers than instances waited for: the rest add nothing
-		}
-		return ""
+	if why, ok := w.route(r); ok {
+		w.mu.Unlock()
+		return why
 	}
 	w.mu.Unlock()
+	// maybePending reads the engine's state: not under w.mu.
 	if !maybePending(r) {
 		return "notify result names no pending add of its callout"
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// The add may have started waiting meanwhile (and taken the early
+	// results there were): this one goes to it, or it would be lost.
+	if why, ok := w.route(r); ok {
+		return why
+	}
 	if w.nEarly >= maxEarly {
 		return "too many notify results nobody waits for"
 	}
 	w.early[r.FilterID] = append(w.early[r.FilterID], earlyResult{r, time.Now()})
 	w.nEarly++
 	return ""
+}
+
+// route hands r to the add waiting for its filter id, if one is: ok
+// reports whether one is, why whether r was dropped. w.mu is held.
+func (w *waits) route(r events.NotifyResult) (why string, ok bool) {
+	wt, ok := w.waiting[r.FilterID]
+	if !ok {
+		return "", false
+	}
+	if wt.key != r.FilterKey || wt.callout != r.CalloutKey {
+		return "notify result names no pending add of its callout", true
+	}
+	select {
+	case wt.ch <- r:
+	default: // more answers than instances waited for: the rest add nothing
+	}
+	return "", true
 }
 
 func (w *waits) sweep() {
