@@ -420,3 +420,32 @@ func TestWaits_ResultArrivingAsTheWaitOpensIsNotLost(t *testing.T) {
 		t.Fatalf("the result did not reach the waiting add (dropped: %q, kept early: %d)", why, w.nEarly)
 	}
 }
+
+// Made-up instances of one agent id (a hostile agent host announcing
+// fresh instance ids) do not grow the registry without end: at most
+// maxInstances are kept, the least recently seen going first.
+func TestAgentInstances_AtMostEightPerAgentID(t *testing.T) {
+	w := newAgentWorld(t)
+	f := w.fake(w.c1, "many")
+	// It answers the pings of every instance it makes up, as its
+	// permissions let it (<p>.agent.C.id.ping.*).
+	sub, err := f.nc.Subscribe(w.subj.AgentPing(w.c1, "many")+".*", func(m *nats.Msg) { _ = m.Respond([]byte("{}")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := f.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for i := range 3 * maxInstances {
+		ann := f.ann
+		ann.Instance = fmt.Sprintf("made-up-%d", i)
+		f.announce(ann)
+		last = ann.Instance
+	}
+	w.waitListed(w.c1, last, true)
+	if n := len(w.e.agents.forCallout(w.c1)); n > maxInstances {
+		t.Fatalf("%d instances of one agent id kept, want at most %d", n, maxInstances)
+	}
+}

@@ -174,20 +174,11 @@ func (e *Engine) checkAgent(k agentKey) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
 		defer cancel()
-		subject := e.subj.AgentInstancePing(k.callout, k.id, k.instance)
-		m, err := e.nc.RequestWithContext(ctx, subject, nil)
-		switch {
-		case errors.Is(err, nats.ErrNoResponders):
-			if e.agents.remove(k) {
-				e.agentsGone.Add(1)
-				e.log.Info("engine: agent instance gone (no responders); adds no longer wait for it",
-					"callout", k.callout, "agentId", k.id, "instance", k.instance)
-			}
-		case err == nil:
-			var a events.Announcement
-			if json.Unmarshal(m.Data, &a) != nil || keyOf(a) != k {
-				e.dropAgentMsg("ping answered by another instance", subject)
-			}
+		_, err := e.nc.RequestWithContext(ctx, e.subj.AgentInstancePing(k.callout, k.id, k.instance), nil)
+		if errors.Is(err, nats.ErrNoResponders) && e.agents.remove(k) {
+			e.agentsGone.Add(1)
+			e.log.Info("engine: agent instance gone (no responders); adds no longer wait for it",
+				"callout", k.callout, "agentId", k.id, "instance", k.instance)
 		}
 	}()
 }
