@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/wfpnats/wfp/events"
 )
 
@@ -26,19 +27,19 @@ const durableAckWait = 30 * time.Second
 // Agent is a registered callout: it reads the filter events naming its
 // callout and calls the handler for each. Create it with Register.
 type Agent struct {
-	id      string
-	key     string
-	subj    events.Subjects
-	subject string
-	h       Handler
-	o       options
-	log     *slog.Logger
-	js      natsjs.JetStream
-	nc      *nats.Conn
-	stream  natsjs.Stream
-	src     source
-	durable bool
-	ann     *announcer
+	id       string
+	key      string
+	subj     events.Subjects
+	subject  string
+	h        Handler
+	o        options
+	log      *slog.Logger
+	js       natsjs.JetStream
+	nc       *nats.Conn
+	src      *reader
+	durable  bool
+	ann      *announcer
+	instance string
 
 	filters table
 	n       counters
@@ -66,14 +67,25 @@ type Agent struct {
 }
 
 // Register starts an agent for calloutKey. ctx bounds the registration
-// only (stream lookup, consumer creation); the agent then runs until Close
-// or a terminal failure (see Done). Values of ctx reach the handler's ctx.
+// only (claiming the agent id, consumer creation); the agent then runs
+// until Close or a terminal failure (see Done). Values of ctx reach the
+// handler's ctx.
+//
+// One agent id runs once: Register fails with ErrAgentIDInUse while
+// another running instance (in this process or any other) holds it. A
+// killed instance's hold ends with its connection, so a restart with the
+// same id registers at once.
 //
 // Once its consumer exists, the agent announces itself to the engines on
 // the agent's own connection (js.Conn()), and keeps doing so while it
 // runs; see WithAgentID and WithPostCommit.
 //
-// The stream must exist (the engine creates it); the agent only reads it.
+// The stream must exist (the engine creates it); the agent only reads it,
+// through a consumer of its own (events.AgentConsumer, or the durable
+// name). An agent confined by NATS permissions (`engine permissions`)
+// needs a connection made with nats.CustomInboxPrefix set to its
+// events.Subjects.AgentInbox; Register logs a warning when the
+// connection's inbox prefix is another.
 func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Handler, opts ...Option) (*Agent, error) {
 	key, err := events.ParseKey(calloutKey)
 	if err != nil {
@@ -99,13 +111,10 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		o.agentID = uuid.NewString()
 	}
 
-	stream, err := js.Stream(ctx, o.stream)
-	if err != nil {
-		return nil, fmt.Errorf("callout: stream %q: %w", o.stream, err)
-	}
 	subj := events.Subjects{Prefix: o.prefix}
 	a := &Agent{
 		id:          o.agentID,
+		instance:    nuid.Next(),
 		key:         key,
 		subj:        subj,
 		subject:     subj.CalloutFilters(key),
@@ -113,19 +122,39 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		o:           o,
 		js:          js,
 		nc:          js.Conn(),
-		stream:      stream,
 		durable:     o.durable != "",
 		synced:      make(chan struct{}),
 		closing:     make(chan struct{}),
 		done:        make(chan struct{}),
 		holdTimeout: txHoldTimeout,
 	}
-	a.log = o.log.With("callout", key, "agentId", a.id, "mode", o.mode.String())
+	a.log = o.log.With("callout", key, "agentId", a.id, "instance", a.instance, "mode", o.mode.String())
 	if a.durable {
 		a.log = a.log.With("durable", o.durable)
 	}
+	if want := subj.AgentInbox(key, a.id); a.nc.Opts.InboxPrefix != want {
+		a.log.Warn("the connection's inbox prefix is not this agent's: NATS permissions cannot confine the agent "+
+			"to its own replies (connect with nats.CustomInboxPrefix)", "inboxPrefix", a.nc.Opts.InboxPrefix, "want", want)
+	}
 	a.asm = assembler{log: a.log, n: &a.n}
+
+	// Hold the agent id before touching its consumer: the consumer is
+	// named after the id, and a second instance must not take it over.
+	ann, err := claim(ctx, a.nc, subj, events.Announcement{
+		AgentID:    a.id,
+		CalloutKey: key,
+		Instance:   a.instance,
+		Mode:       o.mode.String(),
+		Durable:    o.durable,
+		PostCommit: o.postCommit,
+		Status:     events.AgentAlive,
+	}, a.log)
+	if err != nil {
+		return nil, err
+	}
+	a.ann = ann
 	if err := a.open(ctx); err != nil {
+		ann.release()
 		return nil, err
 	}
 	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -133,15 +162,8 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 	// Announce only now that the consumer exists: an engine that counts
 	// on this agent's answer to an add can be sure the agent will see it.
 	// A replay agent stays quiet until it has synced (markSynced).
-	ann, err := startAnnouncer(ctx, a.nc, subj, events.Announcement{
-		AgentID:    a.id,
-		CalloutKey: key,
-		Mode:       o.mode.String(),
-		Durable:    o.durable,
-		PostCommit: o.postCommit,
-		Status:     events.AgentAlive,
-	}, a.snap.active, a.log)
-	if err != nil {
+	if err := ann.start(ctx, a.snap.active); err != nil {
+		ann.release()
 		a.cancel()
 		a.src.stop()
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -149,7 +171,6 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		a.src.release(rctx, nil)
 		return nil, err
 	}
-	a.ann = ann
 	if !a.snap.active {
 		a.markSynced()
 	}
@@ -160,61 +181,42 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 // ID is the agent's id, as announced to engines.
 func (a *Agent) ID() string { return a.id }
 
+// Instance is this registration's own id, fresh at each Register: the
+// engines tell instances of one agent id apart by it.
+func (a *Agent) Instance() string { return a.instance }
+
 // open creates the consumer the mode asks for.
 func (a *Agent) open(ctx context.Context) error {
-	if a.durable {
-		d := &durable{
-			stream: a.stream,
-			cfg:    durableConfig(a.o.durable, a.subject, a.key),
-			conn:   a.nc,
-			log:    a.log,
-			pause:  a.pause,
-			bo:     a.o.newBackoff(),
-		}
+	d := &reader{
+		js:      a.js,
+		stream:  a.o.stream,
+		durable: a.durable,
+		conn:    a.nc,
+		log:     a.log,
+		pause:   a.pause,
+		bo:      a.o.newBackoff(),
+	}
+	switch {
+	case a.durable:
+		d.cfg = durableConfig(a.o.durable, a.subject, a.key)
 		d.pastEnd = func(n uint64) { a.n.logLoss.Store(n) }
-		resume, err := d.start(ctx)
-		if err != nil {
-			return err
-		}
-		d.resume = func() uint64 { return max(resume, a.lastSeq+1) }
-		a.src = d
-		a.log.Info("registered", "subject", a.subject, "resumeAt", resume)
-		return nil
+	case a.o.mode == Replay:
+		d.cfg = agentConfig(events.AgentConsumer(a.key, a.id), a.subject, a.key, a.id, natsjs.DeliverLastPerSubjectPolicy)
+	default:
+		d.cfg = agentConfig(events.AgentConsumer(a.key, a.id), a.subject, a.key, a.id, natsjs.DeliverNewPolicy)
 	}
-
-	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{a.subject}}
-	if a.o.mode == Replay {
-		cfg.DeliverPolicy = natsjs.DeliverLastPerSubjectPolicy
-	} else {
-		// "Now" as an explicit sequence rather than DeliverNew: an ordered
-		// consumer that resets before its first message re-applies its
-		// deliver policy, and DeliverNew would then skip what was written
-		// in between.
-		cfg.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = a.stream.CachedInfo().State.LastSeq + 1
-	}
-	c, err := a.stream.OrderedConsumer(ctx, cfg)
+	first, info, err := d.start(ctx)
 	if err != nil {
-		return fmt.Errorf("callout: create consumer on %q: %w", a.subject, err)
+		return err
 	}
-	// nats.go creates the ordered consumer's first server consumer in
-	// OrderedConsumer itself, so its creation info is cached already;
-	// NumPending there is the replay snapshot size.
-	info := c.CachedInfo()
-	if info == nil {
-		if info, err = c.Info(ctx); err != nil {
-			return fmt.Errorf("callout: consumer info on %q: %w", a.subject, err)
-		}
-	}
+	d.resume = func() uint64 { return max(first, a.lastSeq+1) }
+	a.src = d
 	if a.o.mode == Replay {
-		a.snap = snapshot{active: info.NumPending > 0, left: info.NumPending, consumer: info.Name}
+		// NumPending at creation is the snapshot: the last message of
+		// each filter subject of the callout.
+		a.snap = snapshot{active: info.NumPending > 0, left: info.NumPending, gen: d.gen}
 	}
-	src, err := newOrdered(a.stream, c)
-	if err != nil {
-		return fmt.Errorf("callout: read consumer on %q: %w", a.subject, err)
-	}
-	a.src = src
-	a.log.Info("registered", "subject", a.subject, "snapshot", info.NumPending)
+	a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "resumeAt", first, "snapshot", a.snap.left)
 	return nil
 }
 

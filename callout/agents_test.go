@@ -35,7 +35,7 @@ func TestAgent_AnnouncesAnswersProbesAndSaysByeOnClose(t *testing.T) {
 	ck := newKey()
 	anns := e.announcements()
 	a := e.register(ck, newRecorder(), callout.WithAgentID("agent-1"), callout.WithDurable("dur"), callout.WithPostCommit())
-	want := events.Announcement{AgentID: "agent-1", CalloutKey: ck, Mode: "live", Durable: "dur", PostCommit: true, Status: events.AgentAlive}
+	want := events.Announcement{AgentID: "agent-1", CalloutKey: ck, Instance: a.Instance(), Mode: "live", Durable: "dur", PostCommit: true, Status: events.AgentAlive}
 	check := func(got announced, want events.Announcement) {
 		t.Helper()
 		if got.Announcement != want || got.subject != e.subj.Agent(ck, "agent-1") {
@@ -94,7 +94,7 @@ func TestAgent_DefaultIDAndReplayAnnouncement(t *testing.T) {
 		t.Fatalf("IDs %q and %q: want two distinct UUIDs", a.ID(), b.ID())
 	}
 	got := waitFor(t, anns)
-	want := events.Announcement{AgentID: a.ID(), CalloutKey: ck, Mode: "replay", Status: events.AgentAlive}
+	want := events.Announcement{AgentID: a.ID(), CalloutKey: ck, Instance: a.Instance(), Mode: "replay", Status: events.AgentAlive}
 	if got.Announcement != want || got.subject != e.subj.Agent(ck, a.ID()) {
 		t.Fatalf("announcement %+v on %s, want %+v", got.Announcement, got.subject, want)
 	}

@@ -35,8 +35,13 @@
 // Synced, then goes on live with no gap and no duplicate (R3). A durable
 // live agent (WithDurable) resumes where it stopped after a restart.
 //
-// An agent announces itself to the engines (id, callout, mode, whether it
-// wants post-commit) while it runs and says bye when it closes. A handler
+// An agent announces itself to the engines (id, callout, instance, mode,
+// whether it wants post-commit) while it runs and says bye when it
+// closes. One agent id runs once: Register fails with ErrAgentIDInUse
+// while another running instance holds it. Every subject and name an
+// agent uses is fixed by its callout and agent id (events.Subjects.Agent,
+// Result, AgentInbox, events.AgentConsumer), so NATS permissions can
+// confine it to its own; see `engine permissions`. A handler
 // error on a live AddFilter refuses the filter (R7): the agent answers the
 // engine with the error text, and the engine takes the filter back. The
 // filters of a transaction reach the handler all together, never in part,

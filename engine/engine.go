@@ -152,6 +152,10 @@ type Engine struct {
 	sessionsExpired atomic.Uint64
 	sweeps          atomic.Uint64 // session sweeps done, for tests
 	expiring        atomic.Uint64 // abandoned sessions a sweep set out to end
+	// agentDropped counts agent messages dropped unread (dropAgentMsg);
+	// agentsGone, agent instances forgotten because a ping found them gone.
+	agentDropped atomic.Uint64
+	agentsGone   atomic.Uint64
 
 	stop     context.CancelFunc
 	loopDone chan struct{}
@@ -344,6 +348,13 @@ type Stats struct {
 	// what the log already holds (after losing the fence, or before
 	// refusing a command on a state that may be stale).
 	CatchingUp bool `json:"catchingUp"`
+	// AgentDropped counts agent messages the engine dropped: a body that
+	// disagrees with its subject (an agent speaking for another callout or
+	// agent id), a result that names no pending add of its callout, or
+	// one malformed. AgentsGone counts agent instances forgotten because a
+	// ping found them gone (killed, or replaced by a restart).
+	AgentDropped uint64 `json:"agentDropped"`
+	AgentsGone   uint64 `json:"agentsGone"`
 }
 
 // Stats returns the engine's counters.
@@ -357,7 +368,8 @@ func (e *Engine) Stats() Stats {
 		ReadsWaiting: e.readsWaiting.Load(), CatchingUp: e.catchingUp.Load(), Retried: e.retried.Load(), Refused: e.refused.Load(),
 		MarkErrors:       e.markErrors.Load(),
 		ClassifyCompiles: e.classifiers.compiles.Load(), CalloutsAsked: e.calloutsAsked.Load(),
-		Heartbeats: e.heartbeats.Load(), SessionsExpired: e.sessionsExpired.Load()}
+		Heartbeats: e.heartbeats.Load(), SessionsExpired: e.sessionsExpired.Load(),
+		AgentDropped: e.agentDropped.Load(), AgentsGone: e.agentsGone.Load()}
 	if l := e.lost.Load(); l != nil {
 		st.LogLoss = l.Message
 	}

@@ -162,6 +162,10 @@ type KVMark struct {
 	cur Position
 }
 
+// MarkBucket is the KV bucket where engines on an external server keep
+// their high-water marks, one key per stream (engine serve uses it).
+const MarkBucket = "WFP_MARKS"
+
 // OpenKVMark opens the mark of stream in bucket, creating the bucket
 // (file storage, replicas as given) if it is missing.
 func OpenKVMark(ctx context.Context, js natsjs.JetStream, bucket, stream string, replicas int) (*KVMark, error) {

@@ -65,6 +65,14 @@ func (c StreamConfig) validate() error {
 // operator adds one). MaxMsgsPerSubject stays unlimited on purpose: with
 // last-per-subject consumers it triggers a linear scan (nats-server #7821),
 // and we need the history anyway.
+//
+// Message delete is denied: nothing of ours deletes single messages, and
+// an API client that could would cut a filter's history silently (the
+// server then refuses it even to a user with the API right; it cannot be
+// undone on a stream). Purge stays allowed: compaction rolls a deleted
+// filter's subject up (Nats-Rollup), and the server refuses deny_purge
+// together with roll-ups; who may purge is left to permissions (only the
+// engine's set has the stream API).
 func (c StreamConfig) natsConfig() natsjs.StreamConfig {
 	return natsjs.StreamConfig{
 		Name:               c.Name,
@@ -81,13 +89,14 @@ func (c StreamConfig) natsConfig() natsjs.StreamConfig {
 		Duplicates:         DuplicateWindow,
 		AllowAtomicPublish: true, // group commit and user transactions
 		AllowDirect:        true, // cheap GetMsg / last-by-subject reads
+		DenyDelete:         true,
 	}
 }
 
 // EnsureStream creates the stream, or updates it if it exists with
 // different settings, idempotently. Only the settings this package owns are
 // compared and imposed (see natsConfig); anything else an operator set on an
-// existing stream (description, placement, deny-delete, ...) is kept.
+// existing stream (description, placement, deny-purge, ...) is kept.
 // If the server refuses the update (for instance the storage type cannot
 // change), the error says which settings differ.
 func EnsureStream(ctx context.Context, js natsjs.JetStream, cfg StreamConfig) (natsjs.Stream, error) {
@@ -158,6 +167,7 @@ func imposeOwned(dst *natsjs.StreamConfig, want natsjs.StreamConfig) {
 	dst.Duplicates = want.Duplicates
 	dst.AllowAtomicPublish = want.AllowAtomicPublish
 	dst.AllowDirect = want.AllowDirect
+	dst.DenyDelete = want.DenyDelete
 }
 
 // configDiff lists, readably, the owned settings where have differs from
@@ -192,5 +202,6 @@ func configDiff(have, want natsjs.StreamConfig) []string {
 	check("duplicate_window", have.Duplicates, want.Duplicates)
 	check("allow_atomic", have.AllowAtomicPublish, want.AllowAtomicPublish)
 	check("allow_direct", have.AllowDirect, want.AllowDirect)
+	check("deny_delete", have.DenyDelete, want.DenyDelete)
 	return d
 }

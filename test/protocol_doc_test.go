@@ -326,6 +326,7 @@ func TestProtocolDoc_TimingAndLimits(t *testing.T) {
 		"events.SchemaVersion":          strconv.Itoa(events.SchemaVersion),
 		"events.AnnounceInterval":       events.AnnounceInterval.String(),
 		"events.AgentTTL":               events.AgentTTL.String(),
+		"events.AgentGrace":             events.AgentGrace.String(),
 		"engine.DefaultNotifyTimeout":   engine.DefaultNotifyTimeout.String(),
 		"engine.MaxTxOps":               strconv.Itoa(engine.MaxTxOps),
 		"engine.DefaultSessionLease":    engine.DefaultSessionLease.String(),

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -88,7 +89,7 @@ func TestBinary(t *testing.T) {
 	t.Run("--reject-adds refuses matching adds and the delete says why", func(t *testing.T) {
 		e := newServer(t)
 		ck := uuid.NewString()
-		results := e.subscribe(t, events.Subjects{Prefix: jetstream.DefaultPrefix}.Result(ck))
+		results := e.subscribe(t, events.Subjects{Prefix: jetstream.DefaultPrefix}.Result(ck, "shell-agent"))
 		p := startAgent(t, bin, "--callout", ck, "--reject-adds", "secret", "--agent-id", "shell-agent", "--server", e.srv.ClientURL())
 		p.expect(t, line{Notify: "synced"})
 
@@ -99,7 +100,7 @@ func TestBinary(t *testing.T) {
 		if err := json.Unmarshal(waitMsg(t, results).Data, &r); err != nil {
 			t.Fatal(err)
 		}
-		if want := (events.NotifyResult{AgentID: "shell-agent", CalloutKey: ck, FilterKey: refused.Key, FilterID: refused.ID, Error: why}); r != want {
+		if want := (events.NotifyResult{AgentID: "shell-agent", CalloutKey: ck, Instance: r.Instance, FilterKey: refused.Key, FilterID: refused.ID, Error: why}); r != want || r.Instance == "" {
 			t.Fatalf("result %+v, want %+v", r, want)
 		}
 		// What the engine writes to take it back.
@@ -141,7 +142,9 @@ func TestBinary(t *testing.T) {
 		p.expect(t, line{Notify: "synced"})
 		want := events.Announcement{AgentID: "cli-1", CalloutKey: ck, Mode: "live", Durable: "d1", PostCommit: true, Status: events.AgentAlive}
 		var a events.Announcement
-		if err := json.Unmarshal(waitMsg(t, anns).Data, &a); err != nil || a != want {
+		err := json.Unmarshal(waitMsg(t, anns).Data, &a)
+		want.Instance = a.Instance
+		if err != nil || a != want || a.Instance == "" {
 			t.Fatalf("announcement %+v (%v), want %+v", a, err, want)
 		}
 		// stderr reaches the buffer through its own pipe, maybe after stdout.
@@ -159,6 +162,23 @@ func TestBinary(t *testing.T) {
 		if a != want {
 			t.Fatalf("last announcement %+v, want %+v", a, want)
 		}
+	})
+
+	t.Run("a second agent with the same --agent-id exits 1 with one line; the first runs on", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		first := startAgent(t, bin, "--callout", ck, "--agent-id", "solo", "--server", e.srv.ClientURL())
+		first.expect(t, line{Notify: "synced"})
+		code, stderr := runOnce(t, bin, "--callout", ck, "--agent-id", "solo", "--server", e.srv.ClientURL())
+		lines := bytes.Split(bytes.TrimSpace(stderr), []byte("\n"))
+		last := string(lines[len(lines)-1])
+		if code != 1 || !strings.HasPrefix(last, "callout-agent: ") || !strings.Contains(last, `agent id "solo"`) ||
+			!strings.Contains(last, "held by a running instance") {
+			t.Fatalf("exit %d, stderr %q; want 1 and a line saying the id is held", code, stderr)
+		}
+		f := e.add(ck)
+		first.expect(t, line{Notify: "add", FilterKey: f.Key, FilterID: f.ID})
+		first.stop(t, syscall.SIGTERM)
 	})
 
 	t.Run("unreachable server exits 1", func(t *testing.T) {

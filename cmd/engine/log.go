@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/wfpnats/wfp/events"
 )
@@ -27,6 +29,10 @@ type logLine struct {
 
 // eventsCmd prints the log as JSON lines, one per message, from a sequence
 // on: the log up to now, then (with --follow) everything new.
+//
+// It reads with batched direct gets, not a consumer: a read-only operator
+// changes nothing on the server, and its permissions need no consumer
+// rights (which could not be narrowed to its own consumers).
 func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("events", stderr)
 	var c conn
@@ -39,18 +45,13 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	subj := events.Subjects{Prefix: c.prefix}
-	filter := subj.Stream()
+	var opts []jetstreamext.GetBatchOpt
 	if *callout != "" {
 		key, err := events.ParseKey(*callout)
 		if err != nil {
 			return fmt.Errorf("--callout: %v", err)
 		}
-		filter = []string{subj.CalloutFilters(key)}
-	}
-	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: filter, DeliverPolicy: natsjs.DeliverAllPolicy}
-	if *from > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = natsjs.DeliverByStartSequencePolicy, *from
+		opts = append(opts, jetstreamext.GetBatchSubject(events.Subjects{Prefix: c.prefix}.CalloutFilters(key)))
 	}
 
 	nc, err := c.dial()
@@ -62,40 +63,62 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cons, err := js.OrderedConsumer(ctx, *stream, cfg)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", *stream, err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	// The consumer's pending count at creation is how much log there is to
-	// print; without --follow we stop after that many.
-	var remaining uint64
-	if info := cons.CachedInfo(); info != nil {
-		remaining = info.NumPending
-	}
-	go func() { <-ctx.Done(); it.Stop() }()
-
 	enc := json.NewEncoder(stdout)
-	for *follow || remaining > 0 {
-		m, err := it.Next()
+	next := max(*from, 1)
+	for {
+		n, err := printBatch(ctx, js, *stream, next, opts, events.Subjects{Prefix: c.prefix}.Gap(), enc)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		remaining--
-		line := logLine{Subject: m.Subject()}
-		if meta, err := m.Metadata(); err == nil {
-			line.Seq, line.Stored = meta.Sequence.Stream, meta.Timestamp.UTC()
+		if n.count > 0 {
+			next = n.last + 1
+			continue
 		}
-		if m.Subject() == subj.Gap() {
+		// Caught up with the log.
+		if !*follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(followPoll):
+		}
+	}
+}
+
+// followPoll is how often --follow asks for what is new.
+const followPoll = 200 * time.Millisecond
+
+// eventsBatch is how many messages one direct get answers at most.
+const eventsBatch = 256
+
+type batchRead struct {
+	count int
+	last  uint64 // stream sequence of the last message printed
+}
+
+// printBatch prints up to eventsBatch messages from sequence seq on.
+// gap is the subject of gap fillers, printed as such (PROTOCOL.md).
+func printBatch(ctx context.Context, js natsjs.JetStream, stream string, seq uint64, opts []jetstreamext.GetBatchOpt, gap string, enc *json.Encoder) (batchRead, error) {
+	var r batchRead
+	msgs, err := jetstreamext.GetBatch(ctx, js, stream, eventsBatch, append([]jetstreamext.GetBatchOpt{jetstreamext.GetBatchSeq(seq)}, opts...)...)
+	if err != nil {
+		return r, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			return r, nil
+		}
+		if err != nil {
+			return r, fmt.Errorf("stream %s: %w", stream, err)
+		}
+		line := logLine{Seq: m.Sequence, Subject: m.Subject, Stored: m.Time.UTC()}
+		if m.Subject == gap {
 			line.Gap = true
-		} else if ev, err := events.Decode(m.Data()); err != nil {
+		} else if ev, err := events.Decode(m.Data); err != nil {
 			line.Error = err.Error()
 		} else {
 			line.Event = ev
@@ -104,10 +127,12 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 		}
 		if err := enc.Encode(line); err != nil {
-			return err
+			return r, err
 		}
+		r.count++
+		r.last = m.Sequence
 	}
-	return nil
+	return r, nil
 }
 
 // decode turns one event payload on stdin into JSON, for

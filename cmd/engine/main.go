@@ -8,6 +8,7 @@
 //	engine session open|keepalive|run|close|list ...   dynamic sessions
 //	engine events [--callout UUID] [--from-seq N] [--follow]
 //	engine decode               one event payload on stdin, JSON on stdout
+//	engine permissions ROLE     the NATS permissions of an agent, operator, manager or the engine
 //
 // Run any subcommand with -h for its flags.
 package main
@@ -24,7 +25,7 @@ import (
 )
 
 const usage = `usage:
-  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--nats-url URL] [--sync always|INTERVAL] [--accept-log-loss]
+  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--server-config FILE] [--nats-url URL] [--sync always|INTERVAL] [--accept-log-loss]
   engine callout add --key UUID --name NAME [--layer LAYER] [--session ID] [--json]
   engine callout delete --key UUID
   engine callout list [--json]
@@ -40,7 +41,11 @@ const usage = `usage:
   engine session list [--json]
   engine events [--callout UUID] [--from-seq N] [--follow]
   engine decode < payload
-Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222).
+  engine permissions agent --callout UUID --agent-id ID [--durable NAME] [--json]
+  engine permissions operator|manager|engine [--json]
+Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222)
+and the nats CLI's credentials: --creds, --nkey, --user with --password-file or
+$NATS_PASSWORD, --token-file or $NATS_TOKEN, --tlsca, --tlscert, --tlskey.
 --session defaults to $WFP_SESSION, which session run sets for its command.
 `
 
@@ -71,6 +76,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return serve(ctx, rest, stderr)
 	case "decode":
 		return decode(stdin, stdout)
+	case "permissions":
+		return permissionsCmd(ctx, rest, stdout, stderr)
 	case "events":
 		return eventsCmd(ctx, rest, stdout, stderr)
 	case "tx":

@@ -210,3 +210,36 @@ func writeFile(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
+
+// engine permissions prints the permission sets of package permissions:
+// a config entry by default, the JWT form with --json.
+func TestPermissionsCommand(t *testing.T) {
+	var out bytes.Buffer
+	args := []string{"permissions", "agent", "--callout", calloutKey, "--agent-id", "a-1", "--durable", "d1", "--prefix", "acme"}
+	if err := run(context.Background(), args, nil, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"permissions: {", `"$JS.ACK.WFP.d1.>"`, `"acme.result.` + calloutKey + `.a-1"`, "allow_responses"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %s in:\n%s", want, out.String())
+		}
+	}
+	for _, role := range []string{"operator", "manager", "engine"} {
+		out.Reset()
+		if err := run(context.Background(), []string{"permissions", role, "--json"}, nil, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		var p struct{ Pub, Sub struct{ Allow []string } }
+		if err := json.Unmarshal(out.Bytes(), &p); err != nil || len(p.Pub.Allow) == 0 || len(p.Sub.Allow) == 0 {
+			t.Errorf("%s --json: %q (%v)", role, out.String(), err)
+		}
+	}
+	for _, bad := range [][]string{
+		{"permissions"}, {"permissions", "root"}, {"permissions", "agent"}, {"permissions", "agent", "--callout", "x", "--agent-id", "a"},
+		{"permissions", "agent", "--callout", calloutKey, "--agent-id", "a.b"},
+	} {
+		if err := run(context.Background(), bad, nil, io.Discard, io.Discard); err == nil {
+			t.Errorf("%q: want error", bad)
+		}
+	}
+}

@@ -79,6 +79,21 @@ func Dial(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
+// ServerFromConfig starts a real embedded nats-server from a
+// nats-server configuration file holding conf (read with the server's own
+// parser), stored in a fresh t.TempDir(), for the length of the test. The
+// configuration says where it listens; the server's log stays quiet.
+func ServerFromConfig(t testing.TB, conf string) *embedded.Server {
+	t.Helper()
+	dir := t.TempDir()
+	srv, err := embedded.Start(embedded.Options{StoreDir: dir, ConfigFile: WriteFile(t, dir, "server.conf", conf), NoLog: true})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, conf)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
 // Conn opens an in-process connection to srv, closed when the test ends.
 func Conn(t testing.TB, srv *embedded.Server) *nats.Conn {
 	t.Helper()
