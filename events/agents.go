@@ -30,6 +30,8 @@ import (
 //	                                         handler returned for a live AddFilter
 //	<prefix>.inbox.<C>.<id>                  the agent's inbox prefix (replies to its
 //	                                         JetStream API calls and its deliveries)
+//	<prefix>.classify.<C>.<id>               ClassifyCall, requested by engines and answered
+//	                                         by the agent (classify.go)
 
 // AnnounceInterval is how often a live agent announces itself. An engine
 // forgets an agent it has not heard from for AgentTTL: three missed
@@ -68,6 +70,7 @@ type Announcement struct {
 	Mode       string `json:"mode"`              // "live" or "replay"
 	Durable    string `json:"durable,omitempty"` // durable consumer name, if any
 	PostCommit bool   `json:"postCommit"`        // wants AddFilterPostCommit
+	Classify   bool   `json:"classify"`          // answers ClassifyCalls (classify.go)
 	Status     string `json:"status"`            // AgentAlive, AgentBye or AgentStarting
 }
 
