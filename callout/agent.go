@@ -41,6 +41,11 @@ type Agent struct {
 	ann      *announcer
 	instance string
 
+	// classifier answers classify calls (nil: the agent serves none);
+	// classifying bounds the calls answered at once (classify.go).
+	classifier  Classifier
+	classifying chan struct{}
+
 	filters table
 	n       counters
 
@@ -127,6 +132,10 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		closing:     make(chan struct{}),
 		done:        make(chan struct{}),
 		holdTimeout: txHoldTimeout,
+		classifier:  o.classifier,
+	}
+	if c, ok := h.(Classifier); ok && a.classifier == nil {
+		a.classifier = c
 	}
 	a.log = o.log.With("callout", key, "agentId", a.id, "instance", a.instance, "mode", o.mode.String())
 	if a.durable {
@@ -147,6 +156,7 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		Mode:       o.mode.String(),
 		Durable:    o.durable,
 		PostCommit: o.postCommit,
+		Classify:   a.classifier != nil,
 		Status:     events.AgentAlive,
 	}, a.log)
 	if err != nil {
@@ -161,8 +171,14 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 
 	// Announce only now that the consumer exists: an engine that counts
 	// on this agent's answer to an add can be sure the agent will see it.
-	// A replay agent stays quiet until it has synced (markSynced).
-	if err := ann.start(ctx, a.snap.active); err != nil {
+	// Likewise the classify subscription comes first: an engine that reads
+	// "classify" in the announcement finds it. A replay agent stays quiet
+	// until it has synced (markSynced).
+	err = a.serveClassify()
+	if err == nil {
+		err = ann.start(ctx, a.snap.active)
+	}
+	if err != nil {
 		ann.release()
 		a.cancel()
 		a.src.stop()
@@ -244,18 +260,20 @@ func (a *Agent) Filters() iter.Seq[*Filter] { return a.filters.all() }
 // Stats returns the agent's counters.
 func (a *Agent) Stats() Stats {
 	return Stats{
-		Adds:          a.n.adds.Load(),
-		Deletes:       a.n.deletes.Load(),
-		Refused:       a.n.refused.Load(),
-		PostCommits:   a.n.postCommits.Load(),
-		Transactions:  a.n.transactions.Load(),
-		Skipped:       a.n.skipped.Load(),
-		Duplicates:    a.n.duplicates.Load(),
-		Tombstones:    a.n.tombstones.Load(),
-		HandlerErrors: a.n.handlerErrors.Load(),
-		LogLoss:       a.n.logLoss.Load(),
-		Held:          a.filters.len(),
-		HeldTxParts:   int(a.n.heldTxParts.Load()),
+		Adds:           a.n.adds.Load(),
+		Deletes:        a.n.deletes.Load(),
+		Refused:        a.n.refused.Load(),
+		PostCommits:    a.n.postCommits.Load(),
+		Transactions:   a.n.transactions.Load(),
+		Skipped:        a.n.skipped.Load(),
+		Duplicates:     a.n.duplicates.Load(),
+		Tombstones:     a.n.tombstones.Load(),
+		HandlerErrors:  a.n.handlerErrors.Load(),
+		Classifies:     a.n.classifies.Load(),
+		ClassifyErrors: a.n.classifyErrors.Load(),
+		LogLoss:        a.n.logLoss.Load(),
+		Held:           a.filters.len(),
+		HeldTxParts:    int(a.n.heldTxParts.Load()),
 	}
 }
 

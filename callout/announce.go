@@ -252,6 +252,9 @@ func (a *announcer) release() {
 	a.subs = nil
 }
 
+// hold keeps sub with the agent id: release and stop end it too.
+func (a *announcer) hold(sub *nats.Subscription) { a.subs = append(a.subs, sub) }
+
 func (a *announcer) loop() {
 	defer close(a.exited)
 	t := time.NewTicker(a.every)

@@ -16,6 +16,7 @@ type options struct {
 	durable    string
 	agentID    string
 	postCommit bool
+	classifier Classifier
 	stream     string
 	prefix     string
 	log        *slog.Logger

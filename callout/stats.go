@@ -13,6 +13,11 @@ type Stats struct {
 	Duplicates    uint64 // adds for a filter already held, and redelivered messages
 	Tombstones    uint64 // snapshot deletes of filters never held
 	HandlerErrors uint64 // handler calls of any type that returned an error or panicked
+	// Classifies counts classify calls answered with a verdict;
+	// ClassifyErrors, those answered with an error (a filter not held, a
+	// Classify that failed or panicked, a malformed call).
+	Classifies     uint64
+	ClassifyErrors uint64
 	// LogLoss, for a durable agent, is how many log sequences it had
 	// handled past the end of the log when it last opened its consumer:
 	// non-zero means the log lost events this agent saw (see the error it
@@ -25,6 +30,6 @@ type Stats struct {
 type counters struct {
 	adds, refused, deletes, postCommits, transactions atomic.Uint64
 	skipped, duplicates, tombstones, handlerErrors    atomic.Uint64
-	logLoss                                           atomic.Uint64
+	logLoss, classifies, classifyErrors               atomic.Uint64
 	heldTxParts                                       atomic.Int64
 }
