@@ -49,49 +49,75 @@ type ClassifyStep struct {
 	Verdict   classify.Verdict `json:"verdict"`
 	Reason    string           `json:"reason"`
 	Error     string           `json:"error,omitempty"` // the callout's error, if it returned one
+	// AgentID is the agent that answered for the filter's callout; Note,
+	// what it said beside its verdict (or why the engine answered itself).
+	AgentID string `json:"agentId,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 // CalloutClassifier asks a registered callout about traffic that matched
 // one of its filters: the classify half of a callout (its classifyFn),
 // where notify is the other. agents are the callout's live agents as this
 // engine knows them, never empty: a callout without agents is unregistered
-// and never asked (R8). Config.Classifier plugs one in.
+// and never asked (R8). Config.Classifier plugs one in; the default asks
+// the agents themselves (agentclassify.go).
 type CalloutClassifier interface {
-	ClassifyCallout(ctx context.Context, agents []AgentInfo, f *events.Filter, in classify.Values) (classify.Verdict, error)
+	ClassifyCallout(ctx context.Context, agents []AgentInfo, f *events.Filter, in classify.Values) (CalloutAnswer, error)
+}
+
+// CalloutAnswer is what a callout said about one filter's traffic.
+type CalloutAnswer struct {
+	Verdict classify.Verdict
+	// AgentID is the agent that answered; empty when the engine answered
+	// for the callout (InterimClassifier).
+	AgentID string
+	// Note is said beside the verdict: the agent's own note
+	// (callout.Verdict.WithNote), or why the engine answered itself.
+	Note string
 }
 
 // CalloutClassifierFunc adapts a function to CalloutClassifier.
-type CalloutClassifierFunc func(ctx context.Context, agents []AgentInfo, f *events.Filter, in classify.Values) (classify.Verdict, error)
+type CalloutClassifierFunc func(ctx context.Context, agents []AgentInfo, f *events.Filter, in classify.Values) (CalloutAnswer, error)
 
 // ClassifyCallout calls fn.
-func (fn CalloutClassifierFunc) ClassifyCallout(ctx context.Context, agents []AgentInfo, f *events.Filter, in classify.Values) (classify.Verdict, error) {
+func (fn CalloutClassifierFunc) ClassifyCallout(ctx context.Context, agents []AgentInfo, f *events.Filter, in classify.Values) (CalloutAnswer, error) {
 	return fn(ctx, agents, f, in)
 }
 
-// InterimClassifier is the engine's answer for a registered callout until
-// agents serve classify themselves: it does not ask the agents. An
-// inspection callout says continue (it would only look); a terminating
-// callout, which must decide, says permit (its agent accepted the filter
-// when it was added, R7); an unknown-action callout says continue, which
-// lets evaluation go on. It is interim: the verdict is the engine's, not
-// the agent's, and the step's reason says so.
+// InterimClassifier is the engine's own answer for a registered callout
+// none of whose agents serves classify (they announce whether they do):
+// it does not ask the agents. An inspection callout says continue (it
+// would only look); a terminating callout, which must decide, says permit
+// (its agent accepted the filter when it was added, R7); an unknown-action
+// callout says continue, which lets evaluation go on. The verdict is the
+// engine's, not the agent's, and the answer's note says so.
 var InterimClassifier CalloutClassifier = CalloutClassifierFunc(interim)
 
-func interim(_ context.Context, _ []AgentInfo, f *events.Filter, _ classify.Values) (classify.Verdict, error) {
+// InterimNote is the note of InterimClassifier's answers.
+const InterimNote = "answered by the engine: no agent of the callout serves classify"
+
+func interim(_ context.Context, _ []AgentInfo, f *events.Filter, _ classify.Values) (CalloutAnswer, error) {
 	if f.Action == events.ActionCalloutTerminating {
-		return classify.Permit, nil
+		return CalloutAnswer{Verdict: classify.Permit, Note: InterimNote}, nil
 	}
-	return classify.Continue, nil
+	return CalloutAnswer{Verdict: classify.Continue, Note: InterimNote}, nil
 }
 
-// registered is the classify.Registry of an engine: a callout is registered
-// (FWPM_CALLOUT_FLAG_REGISTERED) while this engine knows live agents for
-// it, and then it is asked through the engine's CalloutClassifier.
+// registered is the classify.Registry of one classify: a callout is
+// registered (FWPM_CALLOUT_FLAG_REGISTERED) while this engine knows live
+// agents for it, and then it is asked through the engine's
+// CalloutClassifier; answers keeps what each callout said beside its
+// verdict, for the response.
 type registered struct {
-	agents *registry
-	ask    CalloutClassifier
-	asked  *atomic.Uint64
+	agents  *registry
+	ask     CalloutClassifier
+	asked   *atomic.Uint64
+	answers *calloutAnswers
 }
+
+// calloutAnswers are the answers of one classify's callouts, by filter
+// id. Package classify asks callouts one at a time, in evaluation order.
+type calloutAnswers struct{ byFilter map[uint64]CalloutAnswer }
 
 func (r registered) Lookup(key string) (classify.Callout, bool) {
 	agents := r.agents.forCallout(key)
@@ -100,7 +126,14 @@ func (r registered) Lookup(key string) (classify.Callout, bool) {
 	}
 	return classify.CalloutFunc(func(ctx context.Context, f *events.Filter, in classify.Values) (classify.Verdict, error) {
 		r.asked.Add(1)
-		return r.ask.ClassifyCallout(ctx, agents, f, in)
+		a, err := r.ask.ClassifyCallout(ctx, agents, f, in)
+		if err == nil && r.answers != nil {
+			if r.answers.byFilter == nil {
+				r.answers.byFilter = make(map[uint64]CalloutAnswer)
+			}
+			r.answers.byFilter[f.ID] = a
+		}
+		return a.Verdict, err
 	}), true
 }
 
@@ -174,7 +207,9 @@ func (e *Engine) Classify(ctx context.Context, req ClassifyRequest) (*ClassifyRe
 			return nil, errorf(CodeTimeout, "classify: waiting for layer %s to compile: %v", layer, ctx.Err())
 		}
 	}
-	res, err := cl.layer.Classify(ctx, classify.Values(req.Fields), e.registered)
+	reg := e.registered
+	reg.answers = &calloutAnswers{}
+	res, err := cl.layer.Classify(ctx, classify.Values(req.Fields), reg)
 	if err != nil {
 		var fe *classify.FieldError
 		if errors.As(err, &fe) {
@@ -193,6 +228,8 @@ func (e *Engine) Classify(ctx context.Context, req ClassifyRequest) (*ClassifyRe
 		resp.Filters[i] = ClassifyStep{Filter: s.Filter, SubLayer: s.SubLayer, Evaluated: s.Evaluated, Verdict: s.Verdict, Reason: s.Reason}
 		if s.Err != nil {
 			resp.Filters[i].Error = s.Err.Error()
+		} else if a, ok := reg.answers.byFilter[s.Filter.ID]; ok && s.Evaluated {
+			resp.Filters[i].AgentID, resp.Filters[i].Note = a.AgentID, a.Note
 		}
 	}
 	return resp, nil

@@ -129,9 +129,9 @@ func TestClassifyAsksOnlyRegisteredCallouts(t *testing.T) {
 	nc := testkit.Conn(t, srv)
 	asked := make(chan []AgentInfo, 16)
 	e, err := Start(context.Background(), nc, Config{Classifier: CalloutClassifierFunc(
-		func(_ context.Context, agents []AgentInfo, f *events.Filter, _ classify.Values) (classify.Verdict, error) {
+		func(_ context.Context, agents []AgentInfo, f *events.Filter, _ classify.Values) (CalloutAnswer, error) {
 			asked <- agents
-			return classify.Block, nil
+			return CalloutAnswer{Verdict: classify.Block}, nil
 		})})
 	if err != nil {
 		t.Fatal(err)
@@ -206,9 +206,9 @@ func TestClassifyAsksOnlyRegisteredCallouts(t *testing.T) {
 	}
 }
 
-// Until agents serve classify, a registered callout's verdict is the
-// engine's interim one: inspection and unknown continue, terminating
-// permits.
+// For a registered callout none of whose agents serves classify, the
+// verdict is the engine's interim one: inspection and unknown continue,
+// terminating permits, and the note says the engine answered.
 func TestInterimClassifier(t *testing.T) {
 	for action, want := range map[events.ActionType]classify.Verdict{
 		events.ActionCalloutInspection:  classify.Continue,
@@ -216,7 +216,7 @@ func TestInterimClassifier(t *testing.T) {
 		events.ActionCalloutTerminating: classify.Permit,
 	} {
 		got, err := InterimClassifier.ClassifyCallout(context.Background(), nil, &events.Filter{Action: action}, nil)
-		if err != nil || got != want {
+		if err != nil || got != (CalloutAnswer{Verdict: want, Note: InterimNote}) {
 			t.Errorf("%s: %v %v, want %v", action, got, err, want)
 		}
 	}

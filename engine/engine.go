@@ -48,7 +48,9 @@ type Config struct {
 	// (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
 	// Classifier answers classify for callout filters whose callout has
-	// registered agents (default InterimClassifier).
+	// registered agents. Default: ask one of those agents that serves
+	// classify, over request/reply (agentclassify.go), and
+	// InterimClassifier for a callout none of whose agents does.
 	Classifier CalloutClassifier
 
 	clock func() time.Time // the session leases' clock; tests set it
@@ -89,9 +91,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.Classifier == nil {
-		c.Classifier = InterimClassifier
 	}
 	if c.clock == nil {
 		c.clock = time.Now
@@ -203,6 +202,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		leases:      newLeases(cfg.clock),
 	}
 	e.registered = registered{agents: e.agents, ask: cfg.Classifier, asked: &e.calloutsAsked}
+	if cfg.Classifier == nil {
+		e.registered.ask = &agentClassifier{e: e, wait: events.AgentClassifyTimeout, fallback: InterimClassifier}
+	}
 	info, err := stream.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("engine: stream info: %w", err)

@@ -105,7 +105,8 @@ func (b *bench) classifyRate(ctx context.Context) error {
 	// The same registry for the scan: the callout registered, answered as
 	// the engine answers it.
 	reg := classify.Callouts{w.callout: classify.CalloutFunc(func(ctx context.Context, f *events.Filter, in classify.Values) (classify.Verdict, error) {
-		return engine.InterimClassifier.ClassifyCallout(ctx, nil, f, in)
+		a, err := engine.InterimClassifier.ClassifyCallout(ctx, nil, f, in)
+		return a.Verdict, err
 	})}
 	for _, l := range []struct {
 		layer   string
