@@ -67,7 +67,8 @@ const (
 // consumer on its own callout's filter subject and no other, ack its own
 // messages (durable), read the last message of its own callout's subject
 // (to find the end of a replay snapshot after a reset), announce itself,
-// answer adds and pings in its own name, and receive on its own inbox
+// answer adds, pings and classify calls in its own name (it hears the
+// classify calls of its own subject only), and receive on its own inbox
 // (events.Subjects.AgentInbox: the connection must use it as its inbox
 // prefix, as callout-agent does). It may not read the stream otherwise,
 // publish on it, call the management API, or hear anyone else's replies.
@@ -111,8 +112,9 @@ func Agent(d Deployment, calloutKey, agentID, durable string) (Set, error) {
 			s.AgentPing(key, agentID),
 			s.AgentInstancePing(key, agentID, "*"),
 			s.AgentProbe(),
+			s.Classify(key, agentID),
 		},
-		Responses: true, // answers to pings
+		Responses: true, // answers to pings and classify calls
 	}
 	if durable != "" {
 		set.Publish = append(set.Publish, "$JS.ACK."+d.Stream+"."+name+".>")
@@ -167,8 +169,8 @@ func Manager(d Deployment) (Set, error) {
 // keeping its high-water mark in the engine.MarkBucket KV bucket (on an
 // external server), serving the API and service discovery, hearing every
 // agent's announcements and results and every session's heartbeats,
-// probing and pinging agents, and answering requesters (on _INBOX, or any
-// inbox within ResponseTTL).
+// probing and pinging agents, asking any agent to classify, and answering
+// requesters (on _INBOX, or any inbox within ResponseTTL).
 func Engine(d Deployment) (Set, error) {
 	d, err := d.withDefaults()
 	if err != nil {
@@ -178,7 +180,7 @@ func Engine(d Deployment) (Set, error) {
 	return Set{
 		Role: "engine",
 		Publish: append(append([]string{jsAPI + ">"}, s.Stream()...),
-			"$KV."+engine.MarkBucket+".>", s.AgentProbe(), s.AllAgentInstancePings(), inbox),
+			"$KV."+engine.MarkBucket+".>", s.AgentProbe(), s.AllAgentInstancePings(), s.AllClassify(), inbox),
 		Subscribe: []string{inbox, s.API(">"), s.AllAgents(), s.AllResults(), s.AllHeartbeats(), "$SRV.>"},
 		Responses: true,
 	}, nil
