@@ -9,6 +9,12 @@
 // for post-commit notifications of transactions (R8), --agent-id names it
 // to the engines.
 //
+// It serves classify: each filter's context, made at add, counts the
+// classify calls about the filter; the answer says the count in its note
+// ("hits=3", shown by engine classify), and the delete line hands it back
+// ("hits":3), as R6 has it. Inspection and unknown callouts say continue,
+// terminating ones permit.
+//
 // It connects with the nats CLI's connection flags and environment
 // variables (--server, --creds, --nkey, --user with --password-file,
 // --token-file, --tlsca, --tlscert, --tlskey; see internal/natsconn) and
@@ -149,7 +155,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	out := newPrinter(stdout)
 	opts := []callout.Option{callout.WithMode(cfg.mode), callout.WithStream(cfg.stream, cfg.prefix), callout.WithLogger(log),
-		callout.WithAgentID(cfg.agentID)}
+		callout.WithAgentID(cfg.agentID), callout.WithClassifier(classifier())}
 	if cfg.durable != "" {
 		opts = append(opts, callout.WithDurable(cfg.durable))
 	}

@@ -64,11 +64,25 @@ func classifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if s.Evaluated {
 			verdict = s.Verdict.String()
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Filter.ID, s.Filter.Weight, s.Filter.Action, verdict, s.Filter.Name, s.Reason)
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Filter.ID, s.Filter.Weight, s.Filter.Action, verdict, printable(s.Filter.Name), printable(why(s)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(stdout, "%s: %s (as of log sequence %d)\n", resp.Decision, resp.Reason, resp.Seq)
 	return err
+}
+
+// why is a step's reason, with who answered for its callout and what it
+// said beside its verdict: "(agent auditor: hits=2)".
+func why(s engine.ClassifyStep) string {
+	switch {
+	case s.AgentID != "" && s.Note != "":
+		return s.Reason + " (agent " + s.AgentID + ": " + s.Note + ")"
+	case s.AgentID != "":
+		return s.Reason + " (agent " + s.AgentID + ")"
+	case s.Note != "":
+		return s.Reason + " (" + s.Note + ")"
+	}
+	return s.Reason
 }

@@ -198,6 +198,9 @@ func agentList(agents []engine.AgentInfo) string {
 		if a.PostCommit {
 			parts[i] += ", post-commit"
 		}
+		if a.Classify {
+			parts[i] += ", classify"
+		}
 		parts[i] += ")"
 	}
 	return strings.Join(parts, ", ")
