@@ -69,6 +69,45 @@ func TestBinary(t *testing.T) {
 		p.stop(t, syscall.SIGINT)
 	})
 
+	t.Run("classify counts hits in the filter context, handed back at delete", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		p := startAgent(t, bin, "--callout", ck, "--agent-id", "counter", "--server", e.srv.ClientURL())
+		p.expect(t, line{Notify: "synced"})
+		look, decide := e.add(ck), e.addAction(ck, "decide", events.ActionCalloutTerminating)
+		p.expect(t, line{Notify: "add", FilterKey: look.Key, FilterID: look.ID},
+			line{Notify: "add", FilterKey: decide.Key, FilterID: decide.ID})
+
+		// As an engine asks it.
+		ask := func(f *events.Filter) events.ClassifyAnswer {
+			t.Helper()
+			call, _ := json.Marshal(events.ClassifyCall{FilterID: f.ID, FilterKey: f.Key, Fields: map[string]string{"IP_REMOTE_PORT": "22"}})
+			m, err := e.nc.Request(events.Subjects{Prefix: jetstream.DefaultPrefix}.Classify(ck, "counter"), call, wait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var a events.ClassifyAnswer
+			if err := json.Unmarshal(m.Data, &a); err != nil {
+				t.Fatalf("%q: %v", m.Data, err)
+			}
+			return a
+		}
+		for i, want := range []string{"hits=1", "hits=2", "hits=3"} {
+			if a := ask(look); a.Verdict != events.VerdictContinue || a.Note != want || a.AgentID != "counter" || a.FilterID != look.ID {
+				t.Fatalf("inspection filter, call %d: %+v", i+1, a)
+			}
+		}
+		if a := ask(decide); a.Verdict != events.VerdictPermit || a.Note != "hits=1" {
+			t.Fatalf("terminating filter: %+v", a)
+		}
+		if a := ask(&events.Filter{ID: decide.ID + 10, Key: uuid.NewString()}); a.Error != events.NoSuchFilter || a.Verdict != "" {
+			t.Fatalf("a filter it does not hold: %+v", a)
+		}
+		e.del(look)
+		p.expect(t, line{Notify: "delete", FilterKey: look.Key, FilterID: look.ID, HadContext: true, Hits: 3})
+		p.stop(t, syscall.SIGTERM)
+	})
+
 	t.Run("bad flags exit 1 with a message", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"--no-such-flag"},
@@ -140,7 +179,7 @@ func TestBinary(t *testing.T) {
 		anns := e.subscribe(t, events.Subjects{Prefix: jetstream.DefaultPrefix}.AllAgents())
 		p := startAgent(t, bin, "--callout", ck, "--agent-id", "cli-1", "--post-commit", "--durable", "d1", "--server", e.srv.ClientURL())
 		p.expect(t, line{Notify: "synced"})
-		want := events.Announcement{AgentID: "cli-1", CalloutKey: ck, Mode: "live", Durable: "d1", PostCommit: true, Status: events.AgentAlive}
+		want := events.Announcement{AgentID: "cli-1", CalloutKey: ck, Mode: "live", Durable: "d1", PostCommit: true, Classify: true, Status: events.AgentAlive}
 		var a events.Announcement
 		err := json.Unmarshal(waitMsg(t, anns).Data, &a)
 		want.Instance = a.Instance
@@ -225,13 +264,17 @@ func newServer(t *testing.T) *server {
 func (e *server) add(calloutKey string) *events.Filter { return e.addNamed(calloutKey, "f") }
 
 func (e *server) addNamed(calloutKey, name string) *events.Filter {
+	return e.addAction(calloutKey, name, events.ActionCalloutInspection)
+}
+
+func (e *server) addAction(calloutKey, name string, action events.ActionType) *events.Filter {
 	e.t.Helper()
 	info, err := e.s.Info(context.Background())
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	f := &events.Filter{Key: uuid.NewString(), ID: info.State.LastSeq + 1, Name: name, Layer: "ALE_AUTH_CONNECT_V4",
-		Action: events.ActionCalloutInspection, CalloutKey: calloutKey}
+		Action: action, CalloutKey: calloutKey}
 	e.publish(events.NewFilterEvent(events.FilterAdded, f), natsjs.WithExpectLastSequence(info.State.LastSeq))
 	return f
 }
