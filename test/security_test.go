@@ -132,7 +132,8 @@ func (s *secured) agentConn(user, calloutKey, id string, opts ...nats.Option) *n
 }
 
 // agent registers an SDK agent as user u that refuses the adds of filters
-// whose name contains "secret", and waits until the engine lists it.
+// whose name contains "secret" and serves classify (it permits, with its
+// agent id in the note), and waits until the engine lists it.
 func (s *secured) agent(u string, rec *recorder, opts ...callout.Option) *callout.Agent {
 	s.t.Helper()
 	for _, a := range agentUsers {
@@ -141,7 +142,11 @@ func (s *secured) agent(u string, rec *recorder, opts ...callout.Option) *callou
 		}
 		nc := s.agentConn(u, a.callout, a.id)
 		h := refusing{recorder: rec, word: "secret"}
-		opts = append([]callout.Option{callout.WithAgentID(a.id), callout.WithLogger(quietLog)}, opts...)
+		id := a.id
+		permit := callout.ClassifierFunc(func(context.Context, *callout.Filter, callout.Fields) (callout.Verdict, error) {
+			return callout.Permit.WithNote("from " + id), nil
+		})
+		opts = append([]callout.Option{callout.WithAgentID(a.id), callout.WithLogger(quietLog), callout.WithClassifier(permit)}, opts...)
 		if a.durable != "" {
 			opts = append(opts, callout.WithDurable(a.durable))
 		}
@@ -183,6 +188,20 @@ func (s *secured) listed(calloutKey, instance string) bool {
 	return false
 }
 
+// classify asks the engine about traffic with these fields, as the
+// manager.
+func (s *secured) classify(fields map[string]string) *engine.ClassifyResponse {
+	s.t.Helper()
+	r, err := s.client.Classify(ctxT(s.t), engine.ClassifyRequest{Layer: "ALE_AUTH_CONNECT_V4", Fields: fields})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if len(r.Filters) == 0 {
+		s.t.Fatal("classify matched no filter")
+	}
+	return r
+}
+
 func (s *secured) add(calloutKey, name string) (*events.Filter, error) {
 	return s.client.AddFilter(ctxT(s.t), filterNamed(calloutKey, name))
 }
@@ -212,6 +231,12 @@ func TestSecurity_AgentWorksWithItsPrintedPermissions(t *testing.T) {
 	f := s.mustAdd(s.c1, "after")
 	for _, r := range []*recorder{live, replay, durable} {
 		r.waitFor(t, callout.AddFilter, f.Key)
+	}
+	// Classify: the engine asks C1's agents on their own subjects, and they
+	// answer. Only the replay agent holds the filter added before them
+	// (R2): the live and durable ones, asked first, pass it on.
+	if r := s.classify(nil); r.Filters[0].Filter.ID != before.ID || r.Filters[0].AgentID != "c1-replay" || r.Filters[0].Note != "from c1-replay" {
+		t.Fatalf("classify with printed permissions: %+v", r.Filters[0])
 	}
 	_, err := s.add(s.c1, "secret")
 	if !errors.Is(err, engine.ErrCalloutNotificationFailed) {
@@ -279,8 +304,18 @@ func TestSecurity_AgentWorksWithItsPrintedPermissions(t *testing.T) {
 	p := startAgentProc(t, "--callout", s.c1, "--agent-id", "c1-bin", "--server", s.url,
 		"--user", "c1-bin", "--password-file", testkit.WriteFile(t, dir, "pw", password("c1-bin")+"\n"))
 	p.waitLine(t, `"notify":"synced"`)
-	h := s.mustAdd(s.c1, "for the binary")
-	p.waitLine(t, h.Key)
+	h := filterNamed(s.c1, "for the binary")
+	h.Weight, h.Conditions = 10, []events.Condition{{Field: "IP_REMOTE_PORT", Value: "2222"}}
+	added, err := s.client.AddFilter(ctxT(t), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.waitLine(t, added.Key)
+	// It serves classify with them too, first of C1's agents by id.
+	if r := s.classify(map[string]string{"IP_REMOTE_PORT": "2222"}); r.Filters[0].Filter.ID != added.ID ||
+		r.Filters[0].AgentID != "c1-bin" || r.Filters[0].Note != "hits=1" {
+		t.Fatalf("classify answered by callout-agent: %+v", r.Filters[0])
+	}
 	p.stop(t)
 }
 
@@ -419,12 +454,17 @@ func TestSecurity_AgentOfC1CannotReachC2(t *testing.T) {
 		for _, subj := range []string{"_INBOX.>", ">", s.subj.AgentInbox(s.c2, "c2-live") + ".>", s.subj.Prefix + ".inbox.>",
 			s.subj.AllFilters(), c2Filters, s.subj.Prefix + ".callout.>", s.subj.AllResults(), s.subj.AllAgents(),
 			s.subj.AgentPing(s.c2, "c2-live"), s.subj.AgentInstancePing(s.c2, "c2-live", c2.Instance()), s.subj.API(">"),
-			"$JS.ACK.WFP.c2-dur.>"} {
+			"$JS.ACK.WFP.c2-dur.>", s.subj.Classify(s.c2, "c2-live"), s.subj.Classify(s.c2, "c2-durable"), s.subj.AllClassify(),
+			s.subj.Prefix + ".classify.>"} {
 			got = append(got, x.subscribe(t, subj))
 		}
 		f := s.mustAdd(s.c2, "C2 business")
 		c2rec.waitFor(t, callout.AddFilter, f.Key)
 		c2dur.waitFor(t, callout.AddFilter, f.Key)
+		// C2's classify calls go to C2's agents, and only there.
+		if r := s.classify(nil); r.Filters[0].Filter.ID != old.ID || r.Filters[0].AgentID != "c2-durable" {
+			t.Fatalf("classify of C2's filter: %+v", r.Filters[0])
+		}
 		if _, err := s.client.ListFilters(ctxT(t), engine.ListFiltersRequest{CalloutKey: s.c2}); err != nil {
 			t.Fatal(err)
 		}
@@ -495,6 +535,10 @@ func TestSecurity_AgentOfC1CannotReachC2(t *testing.T) {
 			s.subj.Result(s.c1, "c1-other"):   refusal,
 			s.subj.AgentProbe():               nil,
 			s.subj.AgentPing(s.c2, "c2-live"): nil,
+			// An answer to a classify call it never received: to the
+			// engine's inbox, or on a C2 agent's classify subject.
+			"_INBOX.anything":                events.ClassifyAnswer{AgentID: "c2-live", CalloutKey: s.c2, FilterID: old.ID, Verdict: events.VerdictBlock},
+			s.subj.Classify(s.c2, "c2-live"): events.ClassifyAnswer{AgentID: "c2-live", CalloutKey: s.c2, FilterID: old.ID, Verdict: events.VerdictBlock},
 		} {
 			data, _ := json.Marshal(v)
 			x.publish(t, subj, data)
