@@ -197,6 +197,7 @@ func TestProtocolDoc_JSONFields(t *testing.T) {
 		},
 		"### Announcements":         {events.Announcement{}},
 		"### Notify results and R7": {events.NotifyResult{}},
+		"### Classify calls":        {events.ClassifyCall{}, events.ClassifyAnswer{}},
 	} {
 		sec := section(t, doc, heading)
 		for _, v := range types {
@@ -333,6 +334,8 @@ func TestProtocolDoc_TimingAndLimits(t *testing.T) {
 		"engine.MinSessionLease":        engine.MinSessionLease.String(),
 		"engine.MaxSessionLease":        engine.MaxSessionLease.String(),
 		"engine.DefaultClassifyTimeout": engine.DefaultClassifyTimeout.String(),
+		"events.AgentClassifyTimeout":   events.AgentClassifyTimeout.String(),
+		"events.MaxNoteLen":             strconv.Itoa(events.MaxNoteLen),
 	} {
 		if !values["`"+v+"`"] {
 			t.Errorf("%s = %s is not in the timing and limits table", what, v)
