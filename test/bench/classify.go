@@ -85,25 +85,41 @@ func (b *bench) classifyRate(ctx context.Context) error {
 		return err
 	}
 
-	// Register the callout: an agent that takes every filter.
+	// Register the callout: an agent that takes every filter (in replay,
+	// so it holds those loaded before it) with a hit counter as its
+	// context, and answers classify from it, as callout-agent does.
 	ac, err := b.jsConnect("classify-agent")
 	if err != nil {
 		return err
 	}
 	agent, err := callout.Register(ctx, ac.js, w.callout, callout.HandlerFunc(
-		func(context.Context, callout.NotifyType, *callout.Filter) error { return nil }),
-		callout.WithStream(w.cfg.Name, w.cfg.Prefix), callout.WithLogger(quiet))
+		func(_ context.Context, t callout.NotifyType, f *callout.Filter) error {
+			if t == callout.AddFilter {
+				f.Context = new(atomic.Uint64)
+			}
+			return nil
+		}),
+		callout.WithClassifier(callout.ClassifierFunc(func(_ context.Context, f *callout.Filter, _ callout.Fields) (callout.Verdict, error) {
+			return callout.Continue.WithNote(fmt.Sprintf("hits=%d", f.Context.(*atomic.Uint64).Add(1))), nil
+		})),
+		callout.WithMode(callout.Replay), callout.WithStream(w.cfg.Name, w.cfg.Prefix), callout.WithLogger(quiet))
 	if err != nil {
 		return fmt.Errorf("register agent: %w", err)
 	}
 	defer agent.Close()
+	select {
+	case <-agent.Synced():
+	case <-agent.Done():
+		return fmt.Errorf("classify agent: %w", agent.Err())
+	}
 	if !waitFor(func() bool { return engineSeesAgent(ctx, w) }, 10*time.Second) {
 		return fmt.Errorf("the engine never saw the classify agent")
 	}
 
 	ins := classifyInputs(n)
-	// The same registry for the scan: the callout registered, answered as
-	// the engine answers it.
+	// The registry for the scan: the callout registered, answered in
+	// process (the engine's own answer for a callout whose agents do not
+	// serve classify), so the scan pays no round trip.
 	reg := classify.Callouts{w.callout: classify.CalloutFunc(func(ctx context.Context, f *events.Filter, in classify.Values) (classify.Verdict, error) {
 		a, err := engine.InterimClassifier.ClassifyCallout(ctx, nil, f, in)
 		return a.Verdict, err
@@ -122,6 +138,9 @@ func (b *bench) classifyRate(ctx context.Context) error {
 			if len(r.Filters) != 1 || int(w.eng.Stats().CalloutsAsked-before) != l.asks {
 				return fmt.Errorf("classify on %s of %v: %d filters matched, want 1; callouts asked %d, want %d",
 					l.layer, in, len(r.Filters), w.eng.Stats().CalloutsAsked-before, l.asks)
+			}
+			if s := r.Filters[0]; l.asks > 0 && (s.AgentID != agent.ID() || s.Error != "") {
+				return fmt.Errorf("classify on %s of %v: answered by %q (%s), want the agent", l.layer, in, s.AgentID, s.Error)
 			}
 		}
 	}
@@ -149,7 +168,7 @@ func (b *bench) classifyRate(ctx context.Context) error {
 				_, err := w.client.Classify(ctx, engine.ClassifyRequest{Layer: plainLayer, Fields: ins[i%len(ins)]})
 				return err
 			}, scan(plain, plainLayer)},
-		{"classify_api_callout", fmt.Sprintf("classify decisions, %d filters, API, 1 callout call each, %d callers", n, callers), callers,
+		{"classify_api_callout", fmt.Sprintf("classify decisions, %d filters, API, 1 agent round trip each, %d callers", n, callers), callers,
 			func(i int) error {
 				_, err := w.client.Classify(ctx, engine.ClassifyRequest{Layer: calloutLayer, Fields: ins[i%len(ins)]})
 				return err

@@ -35,9 +35,10 @@
 //	            as a ratio to the replay without churn; target ≤ 1.3
 //	classify    classify decisions/s on a layer of 10k filters, in process
 //	            and through the API (16 callers), and with one callout call
-//	            per decision (the engine's interim answer for a registered
-//	            callout), vs classify.LinearScan of the same filters with
-//	            the same concurrency
+//	            per decision (a request/reply round trip to the callout's
+//	            agent, which counts hits in its filter context), vs
+//	            classify.LinearScan of the same filters with the same
+//	            concurrency (its callout answered in process)
 //	sync        adds/s at 1, 16, 128 callers as engine serve runs them
 //	            (embedded server, high-water mark file), with the file
 //	            store syncing every write (--sync always) vs the server's
