@@ -120,8 +120,9 @@ func TestClassify_AnswersWithTheFilterContext(t *testing.T) {
 
 // An agent announces whether it serves classify: registered
 // WithClassifier or with a Handler that is a Classifier it does, and
-// subscribes to its own classify subject only; otherwise it does not,
-// and nobody answers there. After Close nobody answers either.
+// subscribes to its own classify subject only (not another agent id's);
+// otherwise it does not, and nobody answers there. After Close nobody
+// answers either.
 func TestClassify_AnnouncedAndServedOnlyWhenThereIsAClassifier(t *testing.T) {
 	e := newEnv(t)
 	ck := newKey()
@@ -162,6 +163,10 @@ func TestClassify_AnnouncedAndServedOnlyWhenThereIsAClassifier(t *testing.T) {
 	call, _ := json.Marshal(events.ClassifyCall{FilterID: f.ID, FilterKey: f.Key})
 	if _, err := e.nc.Request(e.subj.Classify(ck, "plain"), call, wait); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("an agent without a classifier: %v, want no responders", err)
+	}
+	// Each hears its own subject only: nobody answers for another id.
+	if _, err := e.nc.Request(e.subj.Classify(ck, "nobody"), call, wait); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("an agent id nobody runs: %v, want no responders", err)
 	}
 	if got := e.ask(ck, "option", events.ClassifyCall{FilterID: f.ID, FilterKey: f.Key}); got.Verdict != events.VerdictPermit {
 		t.Fatalf("WithClassifier: %+v", got)
