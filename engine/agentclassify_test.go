@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -52,6 +53,22 @@ func handAgent(t *testing.T, srv *embedded.Server, e *Engine, calloutKey, id str
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	// Alive until the test ends, however slow it runs: announce as
+	// agents do.
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		tick := time.NewTicker(events.AnnounceInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				_ = nc.Publish(subj.Agent(calloutKey, id), ann)
+			case <-done:
+				return
+			}
+		}
+	}()
 	testkit.Eventually(t, "agent "+id+" registered", func() bool {
 		for _, a := range e.agents.forCallout(calloutKey) {
 			if a.AgentID == id {
