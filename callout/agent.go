@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/wfpnats/wfp/events"
-	"github.com/wfpnats/wfp/jetstream"
 )
 
 // apiTimeout bounds the JetStream API calls the agent makes on its own,
@@ -27,20 +27,24 @@ const durableAckWait = 30 * time.Second
 // Agent is a registered callout: it reads the filter events naming its
 // callout and calls the handler for each. Create it with Register.
 type Agent struct {
-	id      string
-	key     string
-	subj    events.Subjects
-	subject string
-	h       Handler
-	o       options
-	log     *slog.Logger
-	js      natsjs.JetStream
-	nc      *nats.Conn
-	stream  natsjs.Stream
-	srcMu   sync.Mutex // guards src: a resync replaces it while Close may stop it
-	src     source
-	durable bool
-	ann     *announcer
+	id       string
+	key      string
+	subj     events.Subjects
+	subject  string
+	h        Handler
+	o        options
+	log      *slog.Logger
+	js       natsjs.JetStream
+	nc       *nats.Conn
+	src      *reader
+	durable  bool
+	ann      *announcer
+	instance string
+
+	// classifier answers classify calls (nil: the agent serves none);
+	// classifying bounds the calls answered at once (classify.go).
+	classifier  Classifier
+	classifying chan struct{}
 
 	filters table
 	n       counters
@@ -71,14 +75,25 @@ type Agent struct {
 }
 
 // Register starts an agent for calloutKey. ctx bounds the registration
-// only (stream lookup, consumer creation); the agent then runs until Close
-// or a terminal failure (see Done). Values of ctx reach the handler's ctx.
+// only (claiming the agent id, consumer creation); the agent then runs
+// until Close or a terminal failure (see Done). Values of ctx reach the
+// handler's ctx.
+//
+// One agent id runs once: Register fails with ErrAgentIDInUse while
+// another running instance (in this process or any other) holds it. A
+// killed instance's hold ends with its connection, so a restart with the
+// same id registers at once.
 //
 // Once its consumer exists, the agent announces itself to the engines on
 // the agent's own connection (js.Conn()), and keeps doing so while it
 // runs; see WithAgentID and WithPostCommit.
 //
-// The stream must exist (the engine creates it); the agent only reads it.
+// The stream must exist (the engine creates it); the agent only reads it,
+// through a consumer of its own (events.AgentConsumer, or the durable
+// name). An agent confined by NATS permissions (`engine permissions`)
+// needs a connection made with nats.CustomInboxPrefix set to its
+// events.Subjects.AgentInbox; Register logs a warning when the
+// connection's inbox prefix is another.
 func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Handler, opts ...Option) (*Agent, error) {
 	key, err := events.ParseKey(calloutKey)
 	if err != nil {
@@ -104,17 +119,10 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		o.agentID = uuid.NewString()
 	}
 
-	stream, err := js.Stream(ctx, o.stream)
-	if err != nil {
-		return nil, fmt.Errorf("callout: stream %q: %w", o.stream, err)
-	}
-	horizonLen, err := jetstream.Horizon(stream.CachedInfo())
-	if err != nil {
-		return nil, fmt.Errorf("callout: stream %q: %w", o.stream, err)
-	}
 	subj := events.Subjects{Prefix: o.prefix}
 	a := &Agent{
 		id:          o.agentID,
+		instance:    nuid.Next(),
 		key:         key,
 		subj:        subj,
 		subject:     subj.CalloutFilters(key),
@@ -122,36 +130,59 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		o:           o,
 		js:          js,
 		nc:          js.Conn(),
-		stream:      stream,
 		durable:     o.durable != "",
 		synced:      make(chan struct{}),
 		closing:     make(chan struct{}),
 		done:        make(chan struct{}),
 		holdTimeout: txHoldTimeout,
-		hz:          horizon{h: horizonLen},
+		classifier:  o.classifier,
 	}
-	a.log = o.log.With("callout", key, "agentId", a.id, "mode", o.mode.String())
+	if c, ok := h.(Classifier); ok && a.classifier == nil {
+		a.classifier = c
+	}
+	a.log = o.log.With("callout", key, "agentId", a.id, "instance", a.instance, "mode", o.mode.String())
 	if a.durable {
 		a.log = a.log.With("durable", o.durable)
 	}
+	if want := subj.AgentInbox(key, a.id); a.nc.Opts.InboxPrefix != want {
+		a.log.Warn("the connection's inbox prefix is not this agent's: NATS permissions cannot confine the agent "+
+			"to its own replies (connect with nats.CustomInboxPrefix)", "inboxPrefix", a.nc.Opts.InboxPrefix, "want", want)
+	}
 	a.asm = assembler{log: a.log, n: &a.n}
+
+	// Hold the agent id before touching its consumer: the consumer is
+	// named after the id, and a second instance must not take it over.
+	ann, err := claim(ctx, a.nc, subj, events.Announcement{
+		AgentID:    a.id,
+		CalloutKey: key,
+		Instance:   a.instance,
+		Mode:       o.mode.String(),
+		Durable:    o.durable,
+		PostCommit: o.postCommit,
+		Classify:   a.classifier != nil,
+		Status:     events.AgentAlive,
+	}, a.log)
+	if err != nil {
+		return nil, err
+	}
+	a.ann = ann
 	if err := a.open(ctx); err != nil {
+		ann.release()
 		return nil, err
 	}
 	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
 
 	// Announce only now that the consumer exists: an engine that counts
 	// on this agent's answer to an add can be sure the agent will see it.
-	// A replay agent stays quiet until it has synced (markSynced).
-	ann, err := startAnnouncer(ctx, a.nc, subj, events.Announcement{
-		AgentID:    a.id,
-		CalloutKey: key,
-		Mode:       o.mode.String(),
-		Durable:    o.durable,
-		PostCommit: o.postCommit,
-		Status:     events.AgentAlive,
-	}, a.snap.active, a.log)
+	// Likewise the classify subscription comes first: an engine that reads
+	// "classify" in the announcement finds it. A replay agent stays quiet
+	// until it has synced (markSynced).
+	err = a.serveClassify()
+	if err == nil {
+		err = ann.start(ctx, a.snap.active)
+	}
 	if err != nil {
+		ann.release()
 		a.cancel()
 		a.src.stop()
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -159,7 +190,6 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		a.src.release(rctx, nil)
 		return nil, err
 	}
-	a.ann = ann
 	if !a.snap.active {
 		a.markSynced()
 	}
@@ -167,94 +197,67 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 	return a, nil
 }
 
-// source is the agent's consumer (a resync may replace it).
-func (a *Agent) source() source {
-	a.srcMu.Lock()
-	defer a.srcMu.Unlock()
-	return a.src
-}
-
-// setSource replaces the consumer and returns the old one.
-func (a *Agent) setSource(s source) source {
-	a.srcMu.Lock()
-	defer a.srcMu.Unlock()
-	old := a.src
-	a.src = s
-	return old
-}
-
 // ID is the agent's id, as announced to engines.
 func (a *Agent) ID() string { return a.id }
+
+// Instance is this registration's own id, fresh at each Register: the
+// engines tell instances of one agent id apart by it.
+func (a *Agent) Instance() string { return a.instance }
 
 // open creates the consumer the mode asks for.
 func (a *Agent) open(ctx context.Context) error {
 	now := time.Now()
+	fresh := false
 	if a.durable {
-		fresh := false
-		if a.hz.on() {
-			var caught time.Time
-			caught, fresh = a.durableCaughtUp(ctx, now)
-			a.hz.set(caught)
-			a.hz.recorded = caught
-		}
-		d := &durable{
-			stream: a.stream,
-			cfg:    durableConfig(a.o.durable, a.subject, a.key),
-			conn:   a.nc,
-			log:    a.log,
-			pause:  a.pause,
-			bo:     a.o.newBackoff(),
-		}
-		resume, err := d.start(ctx)
-		if err != nil {
-			return err
-		}
-		if fresh {
-			// A kill before the first record must not look like a long
-			// absence to the next run.
-			a.recordCaughtUp(true)
-		}
-		d.resume = func() uint64 { return max(resume, a.lastSeq+1) }
-		a.src = d
-		a.log.Info("registered", "subject", a.subject, "resumeAt", resume)
-		return nil
-	}
-
-	a.hz.set(now) // the snapshot, or "now", is taken after this
-	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: []string{a.subject}}
-	if a.o.mode == Replay {
-		cfg.DeliverPolicy = natsjs.DeliverLastPerSubjectPolicy
+		// Before the consumer is opened: opening may recreate it,
+		// metadata and all.
+		var caught time.Time
+		caught, fresh = a.durableCaughtUp(ctx, now)
+		a.hz.set(caught)
+		a.hz.recorded = caught
 	} else {
-		// "Now" as an explicit sequence rather than DeliverNew: an ordered
-		// consumer that resets before its first message re-applies its
-		// deliver policy, and DeliverNew would then skip what was written
-		// in between.
-		cfg.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = a.stream.CachedInfo().State.LastSeq + 1
-		a.seen = cfg.OptStartSeq - 1 // a resync never adds what existed before (R2)
+		a.hz.set(now) // the snapshot, or "now", is taken after this
 	}
-	c, err := a.stream.OrderedConsumer(ctx, cfg)
+	a.learnHorizon(ctx)
+	d := &reader{
+		js:      a.js,
+		stream:  a.o.stream,
+		durable: a.durable,
+		conn:    a.nc,
+		log:     a.log,
+		pause:   a.pause,
+		bo:      a.o.newBackoff(),
+	}
+	switch {
+	case a.durable:
+		d.cfg = durableConfig(a.o.durable, a.subject, a.key)
+		d.cfg.Metadata = a.hz.metadata()
+		d.pastEnd = func(n uint64) { a.n.logLoss.Store(n) }
+	case a.o.mode == Replay:
+		d.cfg = agentConfig(events.AgentConsumer(a.key, a.id), a.subject, a.key, a.id, natsjs.DeliverLastPerSubjectPolicy)
+	default:
+		d.cfg = agentConfig(events.AgentConsumer(a.key, a.id), a.subject, a.key, a.id, natsjs.DeliverNewPolicy)
+	}
+	first, info, err := d.start(ctx)
 	if err != nil {
-		return fmt.Errorf("callout: create consumer on %q: %w", a.subject, err)
+		return err
 	}
-	// nats.go creates the ordered consumer's first server consumer in
-	// OrderedConsumer itself, so its creation info is cached already;
-	// NumPending there is the replay snapshot size.
-	info := c.CachedInfo()
-	if info == nil {
-		if info, err = c.Info(ctx); err != nil {
-			return fmt.Errorf("callout: consumer info on %q: %w", a.subject, err)
-		}
-	}
+	d.resume = func() uint64 { return max(first, a.lastSeq+1) }
+	a.src = d
 	if a.o.mode == Replay {
-		a.snap = snapshot{active: info.NumPending > 0, left: info.NumPending, consumer: info.Name}
+		// NumPending at creation is the snapshot: the last message of
+		// each filter subject of the callout.
+		a.snap = snapshot{active: info.NumPending > 0, left: info.NumPending, gen: d.gen}
 	}
-	src, err := newOrdered(a.stream, c)
-	if err != nil {
-		return fmt.Errorf("callout: read consumer on %q: %w", a.subject, err)
+	if !a.durable && a.o.mode == Live {
+		a.seen = first - 1 // a resync never adds what existed before (R2)
 	}
-	a.src = src
-	a.log.Info("registered", "subject", a.subject, "snapshot", info.NumPending, "horizon", a.hz.h)
+	if fresh {
+		// A kill before the first record must not look like a long
+		// absence to the next run.
+		a.recordCaughtUp(true)
+	}
+	a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "resumeAt", first, "snapshot", a.snap.left, "horizon", a.hz.h)
 	return nil
 }
 
@@ -282,19 +285,22 @@ func (a *Agent) Filters() iter.Seq[*Filter] { return a.filters.all() }
 // Stats returns the agent's counters.
 func (a *Agent) Stats() Stats {
 	return Stats{
-		Adds:          a.n.adds.Load(),
-		Deletes:       a.n.deletes.Load(),
-		Refused:       a.n.refused.Load(),
-		PostCommits:   a.n.postCommits.Load(),
-		Transactions:  a.n.transactions.Load(),
-		Skipped:       a.n.skipped.Load(),
-		Duplicates:    a.n.duplicates.Load(),
-		Tombstones:    a.n.tombstones.Load(),
-		HandlerErrors: a.n.handlerErrors.Load(),
-		Resyncs:       a.n.resyncs.Load(),
-		CaughtUp:      a.caughtUp(),
-		Held:          a.filters.len(),
-		HeldTxParts:   int(a.n.heldTxParts.Load()),
+		Adds:           a.n.adds.Load(),
+		Deletes:        a.n.deletes.Load(),
+		Refused:        a.n.refused.Load(),
+		PostCommits:    a.n.postCommits.Load(),
+		Transactions:   a.n.transactions.Load(),
+		Skipped:        a.n.skipped.Load(),
+		Duplicates:     a.n.duplicates.Load(),
+		Tombstones:     a.n.tombstones.Load(),
+		HandlerErrors:  a.n.handlerErrors.Load(),
+		Resyncs:        a.n.resyncs.Load(),
+		CaughtUp:       a.caughtUp(),
+		Classifies:     a.n.classifies.Load(),
+		ClassifyErrors: a.n.classifyErrors.Load(),
+		LogLoss:        a.n.logLoss.Load(),
+		Held:           a.filters.len(),
+		HeldTxParts:    int(a.n.heldTxParts.Load()),
 	}
 }
 
@@ -349,7 +355,7 @@ func (a *Agent) shutdown(ctx context.Context, now bool) error {
 	if now {
 		a.cancel()
 	}
-	a.source().stop()
+	a.src.stop()
 	select {
 	case <-a.done:
 	case <-ctx.Done():
@@ -366,7 +372,7 @@ func (a *Agent) shutdown(ctx context.Context, now bool) error {
 		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), closeGrace)
 		defer cancel()
 	}
-	if err := a.source().release(rctx, a.lastAcked); err != nil {
+	if err := a.src.release(rctx, a.lastAcked); err != nil {
 		errs = append(errs, err)
 	}
 	a.recordCaughtUp(true)
@@ -450,7 +456,7 @@ func (a *Agent) run() {
 				wait = w
 			}
 		}
-		msg, err := a.source().next(wait)
+		msg, err := a.src.next(wait)
 		if err == nil {
 			b.reset()
 			a.dispatch(msg)
@@ -486,7 +492,7 @@ func (a *Agent) run() {
 			a.err = fmt.Errorf("callout: agent for %s stopped: %w", a.key, err)
 			a.log.Error("agent stopped", "err", err)
 			a.cancel()
-			a.source().stop()
+			a.src.stop()
 			// No longer serving: leave the engines' lists (if the
 			// connection still lets us say so).
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -11,11 +11,10 @@ import (
 	"github.com/wfpnats/wfp/events"
 )
 
-// announced is one announcement as received, with its subject and when.
+// announced is one announcement as received, with its subject.
 type announced struct {
 	events.Announcement
 	subject string
-	at      time.Time
 }
 
 // announcements subscribes to every agent announcement.
@@ -23,7 +22,7 @@ func (e *env) announcements() <-chan announced {
 	e.t.Helper()
 	ch := make(chan announced, 100)
 	subscribeJSON(e, e.subj.AllAgents(), func(a events.Announcement, m *nats.Msg) {
-		ch <- announced{a, m.Subject, time.Now()}
+		ch <- announced{a, m.Subject}
 	})
 	return ch
 }
@@ -36,7 +35,7 @@ func TestAgent_AnnouncesAnswersProbesAndSaysByeOnClose(t *testing.T) {
 	ck := newKey()
 	anns := e.announcements()
 	a := e.register(ck, newRecorder(), callout.WithAgentID("agent-1"), callout.WithDurable("dur"), callout.WithPostCommit())
-	want := events.Announcement{AgentID: "agent-1", CalloutKey: ck, Mode: "live", Durable: "dur", PostCommit: true, Status: events.AgentAlive}
+	want := events.Announcement{AgentID: "agent-1", CalloutKey: ck, Instance: a.Instance(), Mode: "live", Durable: "dur", PostCommit: true, Status: events.AgentAlive}
 	check := func(got announced, want events.Announcement) {
 		t.Helper()
 		if got.Announcement != want || got.subject != e.subj.Agent(ck, "agent-1") {
@@ -45,18 +44,26 @@ func TestAgent_AnnouncesAnswersProbesAndSaysByeOnClose(t *testing.T) {
 	}
 	first := waitFor(t, anns)
 	check(first, want)
+	const probes = 30 // far more than wait / events.AnnounceInterval
+	deadline := time.After(wait)
 	if _, err := e.stream.Consumer(context.Background(), "dur"); err != nil {
 		t.Fatalf("announced before its consumer existed: %v", err)
 	}
 
-	// A probe is answered at once, well before the next periodic one.
-	if err := e.nc.Publish(e.subj.AgentProbe(), nil); err != nil {
-		t.Fatal(err)
-	}
-	probed := waitFor(t, anns)
-	check(probed, want)
-	if d := probed.at.Sub(first.at); d >= events.AnnounceInterval/2 {
-		t.Fatalf("probe answered after %v, want at once", d)
+	// Each probe is answered at once, not at the next periodic
+	// announcement: 30 probes, one after the other, each waiting for its
+	// answer, get 30 answers within one wait, where periodic announcements
+	// alone would bring a handful.
+	for i := range probes {
+		if err := e.nc.Publish(e.subj.AgentProbe(), nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case probed := <-anns:
+			check(probed, want)
+		case <-deadline:
+			t.Fatalf("%d of %d probes answered within %v: probes are not answered at once", i, probes, wait)
+		}
 	}
 	// Then periodically, with no probe.
 	periodic := waitFor(t, anns)
@@ -87,7 +94,7 @@ func TestAgent_DefaultIDAndReplayAnnouncement(t *testing.T) {
 		t.Fatalf("IDs %q and %q: want two distinct UUIDs", a.ID(), b.ID())
 	}
 	got := waitFor(t, anns)
-	want := events.Announcement{AgentID: a.ID(), CalloutKey: ck, Mode: "replay", Status: events.AgentAlive}
+	want := events.Announcement{AgentID: a.ID(), CalloutKey: ck, Instance: a.Instance(), Mode: "replay", Status: events.AgentAlive}
 	if got.Announcement != want || got.subject != e.subj.Agent(ck, a.ID()) {
 		t.Fatalf("announcement %+v on %s, want %+v", got.Announcement, got.subject, want)
 	}

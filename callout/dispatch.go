@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/events"
 )
@@ -20,6 +23,9 @@ func (a *Agent) dispatch(msg natsjs.Msg) {
 		return
 	}
 	seq := meta.Sequence.Stream
+	if seq > a.seen {
+		a.hz.learn(msg.Headers().Get(events.HeaderHorizon)) // the newest event tells
+	}
 	if a.hz.on() {
 		if a.hz.stale(time.Now()) {
 			// Messages before this one may have left the log unread: the
@@ -38,7 +44,7 @@ func (a *Agent) dispatch(msg natsjs.Msg) {
 		a.ack(msg)
 		return
 	}
-	it := item{msg: msg, seq: seq, initial: a.snap.contains(meta, a.lastOnSubject, a.log), last: meta.NumPending == 0}
+	it := item{msg: msg, seq: seq, initial: a.snap.contains(meta, a.src.gen, a.lastOnSubject, a.log), last: meta.NumPending == 0}
 	for _, u := range a.units(it) {
 		if !a.deliver(u) {
 			return // closing
@@ -97,9 +103,10 @@ func (a *Agent) deliver(u unit) bool {
 		return false
 	}
 	last := u.items[len(u.items)-1]
+	a.lastSeq = last.seq
 	if a.durable {
 		a.ack(last.msg)
-		a.lastSeq, a.lastAcked = last.seq, last.msg
+		a.lastAcked = last.msg
 	}
 	if u.tx {
 		a.n.transactions.Add(1)
@@ -119,12 +126,57 @@ func (a *Agent) deliver(u unit) bool {
 func (a *Agent) lastOnSubject(seq uint64) uint64 {
 	ctx, cancel := context.WithTimeout(a.ctx, apiTimeout)
 	defer cancel()
-	m, err := a.stream.GetLastMsgForSubject(ctx, a.subject)
+	last, err := lastSeqOn(ctx, a.nc, a.js, a.o.stream, a.subject)
 	if err != nil {
 		a.log.Warn("cannot read the last sequence; ending the snapshot here", "err", err)
 		return seq
 	}
-	return max(m.Sequence, seq)
+	return max(last, seq)
+}
+
+// lastSeqOn is the stream sequence of the newest message on subject (0
+// when there is none).
+func lastSeqOn(ctx context.Context, nc *nats.Conn, js natsjs.JetStream, stream, subject string) (uint64, error) {
+	m, err := lastOn(ctx, nc, js, stream, subject)
+	return m.seq, err
+}
+
+// newest is what lastOn reads of the newest message on a subject.
+type newest struct {
+	seq     uint64 // 0: there is none
+	horizon string // its events.HeaderHorizon
+}
+
+// lastOn reads the newest message on subject. It asks with a direct get
+// whose API subject names the filter subject (not a stream info or a
+// request body), so that an agent's permissions can allow it for its own
+// callout only.
+func lastOn(ctx context.Context, nc *nats.Conn, js natsjs.JetStream, stream, subject string) (newest, error) {
+	m, err := nc.RequestWithContext(ctx, apiSubject(js, "DIRECT.GET."+stream+"."+subject), nil)
+	if err != nil {
+		return newest{}, err
+	}
+	if m.Header.Get("Status") == "404" {
+		return newest{}, nil
+	}
+	last, err := strconv.ParseUint(m.Header.Get(natsjs.SequenceHeader), 10, 64)
+	if err != nil {
+		return newest{}, fmt.Errorf("direct get of %s: no message: %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
+	}
+	return newest{seq: last, horizon: m.Header.Get(events.HeaderHorizon)}, nil
+}
+
+// apiSubject is the JetStream API subject s under js's API prefix or
+// domain.
+func apiSubject(js natsjs.JetStream, s string) string {
+	o := js.Options()
+	switch {
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "." + s
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API." + s
+	}
+	return natsjs.DefaultAPIPrefix + s
 }
 
 // process decodes the event and calls the handler. ok is false only when
@@ -204,13 +256,13 @@ func (a *Agent) add(msg natsjs.Msg, seq uint64, ef *events.Filter, initial bool)
 
 // publishResult answers a live AddFilter to the engines (R7).
 func (a *Agent) publishResult(f *Filter, herr error) {
-	r := events.NotifyResult{AgentID: a.id, CalloutKey: a.key, FilterKey: f.Key, FilterID: f.ID}
+	r := events.NotifyResult{AgentID: a.id, CalloutKey: a.key, Instance: a.instance, FilterKey: f.Key, FilterID: f.ID}
 	if herr != nil {
 		r.Error = herr.Error()
 	}
 	data, err := json.Marshal(r)
 	if err == nil {
-		err = a.nc.Publish(a.subj.Result(a.key), data)
+		err = a.nc.Publish(a.subj.Result(a.key, a.id), data)
 	}
 	if err != nil {
 		a.log.Warn("could not send the AddFilter result to the engine", "filterKey", f.Key, "filterId", f.ID, "err", err)

@@ -25,8 +25,16 @@
 // js is a nats.go jetstream.JetStream; callout.WithStream names another
 // stream and subject prefix than the defaults.
 //
-// The handler is called from one goroutine, in log order. The classify path
-// reads a filter's context concurrently with Agent.Lookup.
+// The handler is called from one goroutine, in log order.
+//
+// The classify half of a callout (its classifyFn) is a Classifier,
+// registered WithClassifier or as a Handler that implements it too. The
+// agent then serves classify: engines ask it, on its own subject, what the
+// callout says about traffic that matched a filter it holds, and it calls
+// the Classifier with the filter and the Context its AddFilter left (R6),
+// from many goroutines at once; the Verdict (Continue, Permit or Block,
+// with an optional note) is the callout's answer. Agent.Lookup reads the
+// same contexts from any goroutine, for a classify path of one's own.
 //
 // Modes follow the seed text. Live (the default) starts at "now": no
 // AddFilter for filters that already exist (R2), but DeleteFilter for every
@@ -35,8 +43,13 @@
 // Synced, then goes on live with no gap and no duplicate (R3). A durable
 // live agent (WithDurable) resumes where it stopped after a restart.
 //
-// An agent announces itself to the engines (id, callout, mode, whether it
-// wants post-commit) while it runs and says bye when it closes. A handler
+// An agent announces itself to the engines (id, callout, instance, mode,
+// whether it wants post-commit) while it runs and says bye when it
+// closes. One agent id runs once: Register fails with ErrAgentIDInUse
+// while another running instance holds it. Every subject and name an
+// agent uses is fixed by its callout and agent id (events.Subjects.Agent,
+// Result, AgentInbox, events.AgentConsumer), so NATS permissions can
+// confine it to its own; see `engine permissions`. A handler
 // error on a live AddFilter refuses the filter (R7): the agent answers the
 // engine with the error text, and the engine takes the filter back. The
 // filters of a transaction reach the handler all together, never in part,

@@ -32,6 +32,9 @@ type env struct {
 	stream natsjs.Stream
 	subj   events.Subjects
 	mu     sync.Mutex // publishes are fenced on the last sequence
+	// horizon, when set, goes on every filter event as the engine puts it
+	// (events.HeaderHorizon): agents learn it there.
+	horizon time.Duration
 }
 
 func newEnv(t *testing.T) *env {
@@ -85,7 +88,15 @@ func (e *env) publish(ev *events.Event, opts ...natsjs.PublishOpt) uint64 {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.stampHorizon(m)
 	return e.publishRaw(m.Subject, m.Data, nats.Header(m.Header), opts...)
+}
+
+// stampHorizon puts the env's horizon on m, as the engine does.
+func (e *env) stampHorizon(m events.Message) {
+	if e.horizon > 0 {
+		m.Header[events.HeaderHorizon] = []string{events.FormatTTL(e.horizon)}
+	}
 }
 
 func (e *env) publishRaw(subject string, data []byte, h nats.Header, opts ...natsjs.PublishOpt) uint64 {

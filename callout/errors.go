@@ -12,6 +12,9 @@ var (
 	// ErrDurableConflict: a durable consumer of that name exists but reads
 	// something else, so resuming it would skip or mix events.
 	ErrDurableConflict = errors.New("callout: durable consumer exists with another configuration")
+	// ErrAgentIDInUse: another running instance holds the agent id (see
+	// WithAgentID); one agent id runs once.
+	ErrAgentIDInUse = errors.New("callout: agent id in use")
 	// ErrHandlerPanic wraps a panic raised by a handler.
 	ErrHandlerPanic = errors.New("callout: handler panicked")
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -173,6 +174,78 @@ func ExampleAgent_Lookup() {
 	// filter 2 "inspect telnet": port 23, 1 hit(s)
 }
 
+// An agent that serves classify answers the engine about traffic that
+// matched its filters, with the state its AddFilter made (R6): here a
+// hit counter, which its note reports and which DeleteFilter gets back.
+func ExampleWithClassifier() {
+	client, js, stop := setupTelnet() // a NATS server, an engine and the callout object
+	defer stop()
+	ctx := context.Background()
+	added, deleted := make(chan struct{}), make(chan struct{})
+	agent, err := callout.Register(ctx, js, telnetCallout, callout.HandlerFunc(
+		func(ctx context.Context, t callout.NotifyType, f *callout.Filter) error {
+			switch t {
+			case callout.AddFilter:
+				f.Context = &portState{port: f.Conditions[0].Value}
+				close(added)
+			case callout.DeleteFilter:
+				if st, ok := f.Context.(*portState); ok {
+					fmt.Printf("delete %q: %d hit(s)\n", f.Name, st.hits.Load())
+				}
+				close(deleted)
+			}
+			return nil
+		}),
+		callout.WithClassifier(callout.ClassifierFunc(
+			func(ctx context.Context, f *callout.Filter, in callout.Fields) (callout.Verdict, error) {
+				st := f.Context.(*portState)
+				return callout.Continue.WithNote(fmt.Sprintf("hits=%d on port %s", st.hits.Add(1), st.port)), nil
+			})),
+		callout.WithAgentID("telnet-1"), callout.WithLogger(quiet))
+	if err != nil {
+		panic(err)
+	}
+	defer agent.Close()
+	waitRegistered(client) // the engine has heard the agent's announcement
+	f, err := client.AddFilter(ctx, inspectTelnet("inspect telnet", "23"))
+	if err != nil {
+		panic(err)
+	}
+	<-added
+
+	for range 2 {
+		r, err := client.Classify(ctx, engine.ClassifyRequest{Layer: "ALE_AUTH_CONNECT_V4",
+			Fields: map[string]string{"IP_REMOTE_PORT": "23"}})
+		if err != nil {
+			panic(err)
+		}
+		s := r.Filters[0]
+		fmt.Printf("%s: filter %d said %s, agent %s: %s\n", r.Decision, s.Filter.ID, s.Verdict, s.AgentID, s.Note)
+	}
+	if err := client.DeleteFilter(ctx, engine.FilterRef{FilterID: f.ID}); err != nil {
+		panic(err)
+	}
+	<-deleted
+	// Output:
+	// permit: filter 2 said continue, agent telnet-1: hits=1 on port 23
+	// permit: filter 2 said continue, agent telnet-1: hits=2 on port 23
+	// delete "inspect telnet": 2 hit(s)
+}
+
+// waitRegistered waits until the engine lists an agent for the telnet
+// callout.
+func waitRegistered(client *engine.Client) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		l, err := client.ListCallouts(context.Background())
+		if err == nil && len(l.Callouts) == 1 && l.Callouts[0].Registered {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	panic("the engine never listed the agent")
+}
+
 // A deployment whose engine keeps its log in stream POLICY under subject
 // prefix acme.wfp: the agent names both with plain strings, beside the
 // nats.go jetstream package.
@@ -218,5 +291,5 @@ func ExampleWithStream() {
 	fmt.Println("stream", info.CachedInfo().Config.Name, "subjects", info.CachedInfo().Config.Subjects)
 	// Output:
 	// add "inspect telnet"
-	// stream POLICY subjects [acme.wfp.filter.> acme.wfp.callout.>]
+	// stream POLICY subjects [acme.wfp.filter.> acme.wfp.callout.> acme.wfp.session.*]
 }

@@ -3,10 +3,12 @@ package callout
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync/atomic"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/wfpnats/wfp/events"
 )
 
 // The horizon. The engine compacts the log: a delete replaces its
@@ -34,8 +36,15 @@ import (
 //
 // A durable agent records caught in its consumer's metadata
 // (metaCaughtUp), so a restarted process knows how long it was away.
+//
+// The horizon itself is in the stream's configuration, which an agent
+// confined to its own callout may not read: it learns it from the events
+// it reads (events.HeaderHorizon, on every filter event the engine
+// writes), the newest one telling, and at registration from the newest
+// event on its subject (or what a durable agent's last run recorded).
 type horizon struct {
 	h        time.Duration // 0: the stream keeps deletes for ever; nothing to watch
+	raw      string        // the header value h was read from
 	caught   time.Time     // owned by the notify goroutine; set through set and advance
 	recorded time.Time     // durable: the caught last written to the consumer
 	shown    atomic.Int64  // caught in Unix ns, for Stats
@@ -66,6 +75,28 @@ func (h *horizon) set(t time.Time) {
 	h.shown.Store(t.UnixNano())
 }
 
+// learn takes the horizon from an event's events.HeaderHorizon (absent:
+// deletes are kept for ever). A value that does not parse changes
+// nothing.
+func (h *horizon) learn(v string) {
+	if v == h.raw {
+		return
+	}
+	if d, err := events.ParseHorizon(v); err == nil {
+		h.h, h.raw = d, v
+	}
+}
+
+// metadata is what a durable agent records in its consumer: caught and
+// the horizon it was judged against.
+func (h *horizon) metadata() map[string]string {
+	md := map[string]string{events.MetaHorizon: h.raw}
+	if !h.caught.IsZero() {
+		md[metaCaughtUp] = h.caught.UTC().Format(time.RFC3339Nano)
+	}
+	return md
+}
+
 // pollFloor is the shortest wait the notify goroutine puts on its
 // consumer when it only wants to wake up for a check: nats.go watches a
 // pull consumer's heartbeats per call, so calls shorter than two
@@ -93,26 +124,44 @@ func (a *Agent) checkHorizon() {
 	}
 	ctx, cancel := context.WithTimeout(a.ctx, apiTimeout)
 	defer cancel()
-	m, err := a.stream.GetLastMsgForSubject(ctx, a.subject)
+	last, err := lastOn(ctx, a.nc, a.js, a.o.stream, a.subject)
 	switch {
-	case errors.Is(err, natsjs.ErrMsgNotFound):
-		a.hz.advance(start)
 	case err != nil:
 		a.log.Debug("horizon check: cannot read the last message of the callout", "err", err)
 		return
-	case m.Sequence <= a.seen:
+	case last.seq == 0:
+		a.hz.advance(start)
+	case last.seq <= a.seen:
+		a.hz.learn(last.horizon)
 		a.hz.advance(start)
 	}
 	a.recordCaughtUp(false)
 }
 
-// recordCaughtUp writes caught into a durable agent's consumer metadata,
-// at most every quarter horizon unless force.
-func (a *Agent) recordCaughtUp(force bool) {
-	if !a.durable || !a.hz.on() || a.hz.caught.IsZero() {
+// learnHorizon reads the horizon from the newest event on the callout's
+// subject, at registration. Without one (nothing written yet, or the
+// server cannot say) it keeps what it has: a durable agent's record, or
+// none until an event tells.
+func (a *Agent) learnHorizon(ctx context.Context) {
+	last, err := lastOn(ctx, a.nc, a.js, a.o.stream, a.subject)
+	if err != nil {
+		a.log.Warn("cannot read the newest event of the callout to learn the log's horizon", "err", err)
 		return
 	}
-	if !force && a.hz.caught.Sub(a.hz.recorded) < a.hz.every() {
+	if last.seq > 0 {
+		a.hz.learn(last.horizon)
+	}
+}
+
+// recordCaughtUp writes caught into a durable agent's consumer metadata,
+// at most every quarter horizon unless force (without a horizon, only
+// when forced: at registration and at close). The reader's configuration
+// takes it too, so a consumer it recreates keeps it.
+func (a *Agent) recordCaughtUp(force bool) {
+	if !a.durable || a.hz.caught.IsZero() {
+		return
+	}
+	if !force && (!a.hz.on() || a.hz.caught.Sub(a.hz.recorded) < a.hz.every()) {
 		return
 	}
 	parent := a.ctx
@@ -121,19 +170,20 @@ func (a *Agent) recordCaughtUp(force bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), apiTimeout)
 	defer cancel()
-	c, err := a.stream.Consumer(ctx, a.o.durable)
+	if a.src != nil {
+		a.src.cfg.Metadata = a.hz.metadata()
+	}
+	c, err := a.js.Consumer(ctx, a.o.stream, a.o.durable)
 	if err != nil {
 		a.log.Debug("cannot record the caught-up time: consumer lookup", "err", err)
 		return
 	}
 	cfg := c.CachedInfo().Config
-	md := make(map[string]string, len(cfg.Metadata)+1)
-	for k, v := range cfg.Metadata {
-		md[k] = v
-	}
-	md[metaCaughtUp] = a.hz.caught.UTC().Format(time.RFC3339Nano)
+	md := make(map[string]string, len(cfg.Metadata)+2)
+	maps.Copy(md, cfg.Metadata)
+	maps.Copy(md, a.hz.metadata())
 	cfg.Metadata = md
-	if _, err := a.stream.UpdateConsumer(ctx, cfg); err != nil {
+	if _, err := a.js.UpdateConsumer(ctx, a.o.stream, cfg); err != nil {
 		a.log.Debug("cannot record the caught-up time", "err", err)
 		return
 	}
@@ -142,20 +192,22 @@ func (a *Agent) recordCaughtUp(force bool) {
 
 // durableCaughtUp reads what a previous run of a durable agent recorded,
 // before the consumer is opened (which may recreate it, metadata and
-// all). A consumer that does not exist yet is created at "now", so there
-// is nothing before now to have missed; fresh says so, and that the
-// record is still to be written. One without the record (an older
-// agent's) gives the zero time: the agent resyncs before it trusts the
-// log.
+// all): caught, and the horizon it knew. A consumer that does not exist
+// yet is created at "now", so there is nothing before now to have
+// missed; fresh says so, and that the record is still to be written. One
+// without the record (an older agent's) gives the zero time: the agent
+// resyncs before it trusts the log.
 func (a *Agent) durableCaughtUp(ctx context.Context, now time.Time) (caught time.Time, fresh bool) {
-	c, err := a.stream.Consumer(ctx, a.o.durable)
+	c, err := a.js.Consumer(ctx, a.o.stream, a.o.durable)
 	if errors.Is(err, natsjs.ErrConsumerNotFound) {
 		return now, true
 	}
 	if err != nil {
 		return time.Time{}, false
 	}
-	t, err := time.Parse(time.RFC3339Nano, c.CachedInfo().Config.Metadata[metaCaughtUp])
+	md := c.CachedInfo().Config.Metadata
+	a.hz.learn(md[events.MetaHorizon])
+	t, err := time.Parse(time.RFC3339Nano, md[metaCaughtUp])
 	if err != nil {
 		return time.Time{}, false
 	}

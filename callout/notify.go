@@ -42,8 +42,8 @@ type Filter struct {
 
 	// Context is the handler's state for this filter (FWPS_FILTER.context).
 	// Set it during AddFilter; it is kept only if the handler returns nil,
-	// shown to the classify path through Agent.Lookup, and handed back once
-	// at DeleteFilter. The agent keeps the very *Filter given to a
+	// given to the Classifier with the filter (and shown through
+	// Agent.Lookup), and handed back once at DeleteFilter. The agent keeps the very *Filter given to a
 	// successful AddFilter and readers share it, so the handler must not
 	// change it after returning; mutable state goes inside Context. It is
 	// nil at DeleteFilter for a filter this agent never saw added (R4), or

@@ -3,7 +3,6 @@ package callout
 import (
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/wfpnats/wfp/events"
@@ -17,6 +16,7 @@ type options struct {
 	durable    string
 	agentID    string
 	postCommit bool
+	classifier Classifier
 	stream     string
 	prefix     string
 	log        *slog.Logger
@@ -52,10 +52,11 @@ func WithMode(m Mode) Option {
 // Replay rebuilds from the log every time and has nothing to resume, so the
 // combination is refused. One durable name serves one running agent: a
 // second agent registering under the same name takes the consumer over.
+// The name follows events.ValidName (it appears in permissions).
 func WithDurable(name string) Option {
 	return func(o *options) error {
-		if name == "" {
-			return fmt.Errorf("%w: empty durable name", ErrInvalidOption)
+		if err := events.ValidName("durable name", name); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidOption, err)
 		}
 		o.durable = name
 		return nil
@@ -63,13 +64,15 @@ func WithDurable(name string) Option {
 }
 
 // WithAgentID names the agent in its announcements and notify results
-// (events.Announcement, events.NotifyResult); engines list agents by it.
-// It must be usable as one NATS subject token: non-empty, without dots,
-// wildcards or spaces. Default: a new UUID per Register.
+// (events.Announcement, events.NotifyResult), its subjects, its inbox
+// prefix and its consumer's name (events.AgentConsumer); engines list
+// agents by it. One running instance per id: Register fails with
+// ErrAgentIDInUse while another holds it. It follows events.ValidName.
+// Default: a new UUID per Register.
 func WithAgentID(id string) Option {
 	return func(o *options) error {
-		if id == "" || strings.ContainsAny(id, ".*> \t\r\n") {
-			return fmt.Errorf("%w: agent id %q: want one subject token (no dots, wildcards or spaces)", ErrInvalidOption, id)
+		if err := events.ValidName("agent id", id); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidOption, err)
 		}
 		o.agentID = id
 		return nil

@@ -15,7 +15,7 @@ import (
 func (e *env) results(ck string) <-chan events.NotifyResult {
 	e.t.Helper()
 	ch := make(chan events.NotifyResult, 100)
-	subscribeJSON(e, e.subj.Result(ck), func(r events.NotifyResult, _ *nats.Msg) { ch <- r })
+	subscribeJSON(e, e.subj.Result(ck, "*"), func(r events.NotifyResult, _ *nats.Msg) { ch <- r })
 	return ch
 }
 
@@ -46,7 +46,7 @@ func TestR7_LiveAddResultsPublished(t *testing.T) {
 		err string
 	}{{good, ""}, {bad, `refusing filter "bad"`}, {boom, "driver bug"}} {
 		r := waitFor(t, results)
-		want := events.NotifyResult{AgentID: "agent-r7", CalloutKey: ck, FilterKey: w.f.Key, FilterID: w.f.ID}
+		want := events.NotifyResult{AgentID: "agent-r7", CalloutKey: ck, Instance: a.Instance(), FilterKey: w.f.Key, FilterID: w.f.ID}
 		gotErr := r.Error
 		r.Error = ""
 		if r != want || (w.err == "") != (gotErr == "") || !strings.Contains(gotErr, w.err) {

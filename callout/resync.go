@@ -101,10 +101,7 @@ func (a *Agent) resync(why string) {
 
 	// 4: on from the snapshot's end.
 	from := max(maxSeq, before) + 1
-	if err := a.restartSource(ctx, from); err != nil {
-		a.log.Warn("resync: cannot reopen the consumer; trying again later", "err", err)
-		return
-	}
+	a.restartSource(from)
 	a.seen = from - 1
 	a.hz.set(start)
 	a.recordCaughtUp(true)
@@ -143,25 +140,25 @@ func (a *Agent) release(f *Filter, reason string) {
 
 // readSnapshot reads the last message of each of the callout's filter
 // subjects: by key, the newest filter event, and the highest sequence
-// read.
+// read. It reads through a consumer of the agent's own name
+// (events.AgentConsumer), so an agent confined by its permissions may make
+// it: a live or replay agent's reader uses that name too, so the reader
+// lets go of its consumer first and makes it anew afterwards (resume).
 func (a *Agent) readSnapshot(ctx context.Context) (map[string]snapEntry, uint64, error) {
-	cons, err := a.stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
-		FilterSubjects: []string{a.subject},
-		DeliverPolicy:  natsjs.DeliverLastPerSubjectPolicy,
-	})
+	a.src.suspend()
+	name := events.AgentConsumer(a.key, a.id)
+	if err := a.js.DeleteConsumer(ctx, a.o.stream, name); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+		return nil, 0, fmt.Errorf("snapshot consumer: replace %q: %w", name, err)
+	}
+	cons, err := a.js.CreateConsumer(ctx, a.o.stream, agentConfig(name, a.subject, a.key, a.id, natsjs.DeliverLastPerSubjectPolicy))
 	if err != nil {
 		return nil, 0, fmt.Errorf("snapshot consumer: %w", err)
 	}
 	info := cons.CachedInfo()
-	if info == nil {
-		if info, err = cons.Info(ctx); err != nil {
-			return nil, 0, err
-		}
-	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
 		defer cancel()
-		_ = a.stream.DeleteConsumer(dctx, info.Name)
+		_ = a.js.DeleteConsumer(dctx, a.o.stream, name)
 	}()
 	it, err := cons.Messages(messagesOpts...)
 	if err != nil {
@@ -171,6 +168,9 @@ func (a *Agent) readSnapshot(ctx context.Context) (map[string]snapEntry, uint64,
 	snap := make(map[string]snapEntry, info.NumPending)
 	var maxSeq uint64
 	for left := info.NumPending; left > 0; {
+		if a.isClosing() {
+			return nil, 0, errStopped
+		}
 		m, err := safeNext(it, snapshotIdle)
 		if errors.Is(err, nats.ErrTimeout) {
 			if ctx.Err() != nil {
@@ -215,40 +215,10 @@ func (a *Agent) readSnapshot(ctx context.Context) (map[string]snapEntry, uint64,
 	return snap, maxSeq, nil
 }
 
-// restartSource replaces the agent's consumer with one that delivers from
-// stream sequence from on: a durable is recreated there, an ordered one
-// replaced.
-func (a *Agent) restartSource(ctx context.Context, from uint64) error {
-	if d, ok := a.source().(*durable); ok {
-		// The durable reopens itself at max(its start, lastSeq+1),
-		// recreated because lost is set.
-		a.lastSeq = max(a.lastSeq, from-1)
-		d.lost = true
-		d.mu.Lock()
-		it := d.it
-		d.mu.Unlock()
-		if it != nil {
-			d.drop(it)
-		}
-		return nil
-	}
-	c, err := a.stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
-		FilterSubjects: []string{a.subject},
-		DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
-		OptStartSeq:    from,
-	})
-	if err != nil {
-		return err
-	}
-	src, err := newOrdered(a.stream, c)
-	if err != nil {
-		return err
-	}
-	old := a.setSource(src)
-	old.stop()
-	_ = old.release(ctx, nil)
-	if a.isClosing() {
-		src.stop()
-	}
-	return nil
+// restartSource makes the reader go on from stream sequence from: it
+// makes its consumer anew at the first message not handled, which is
+// from now.
+func (a *Agent) restartSource(from uint64) {
+	a.lastSeq = max(a.lastSeq, from-1)
+	a.src.suspend()
 }

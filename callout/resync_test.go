@@ -24,6 +24,7 @@ func newEnvHorizon(t *testing.T, horizon time.Duration) *env {
 		t.Fatal(err)
 	}
 	e.stream = s
+	e.horizon = horizon
 	return e
 }
 
@@ -38,6 +39,7 @@ func (e *env) delCompact(f *events.Filter, ttl time.Duration) uint64 {
 		e.t.Fatal(err)
 	}
 	m.Compact(ttl)
+	e.stampHorizon(m)
 	return e.publishRaw(m.Subject, m.Data, m.Header)
 }
 

@@ -10,10 +10,10 @@ import (
 // snapshot tracks the replay snapshot: the first left messages delivered
 // by the consumer created at registration.
 type snapshot struct {
-	active   bool
-	left     uint64 // snapshot messages still to come (count mode)
-	consumer string // the server consumer that delivers the snapshot
-	// until is set when the ordered consumer reset mid-snapshot: the new
+	active bool
+	left   uint64 // snapshot messages still to come (count mode)
+	gen    uint64 // the reader's consumer that delivers the snapshot
+	// until is set when the consumer was recreated mid-snapshot: the new
 	// consumer restarts from a stream sequence and delivers history as
 	// well, so counting no longer finds the end. The snapshot then ends at
 	// the last message on our subject when the reset was seen.
@@ -25,13 +25,13 @@ type snapshot struct {
 }
 
 // contains reports whether a message belongs to the snapshot. On the first
-// message from another consumer (a reset) it asks lastOnSubject where the
-// snapshot ends.
-func (s *snapshot) contains(meta *natsjs.MsgMetadata, lastOnSubject func(seq uint64) uint64, log *slog.Logger) bool {
+// message from another consumer (gen: the reader recreated it) it asks
+// lastOnSubject where the snapshot ends.
+func (s *snapshot) contains(meta *natsjs.MsgMetadata, gen uint64, lastOnSubject func(seq uint64) uint64, log *slog.Logger) bool {
 	if !s.active {
 		return false
 	}
-	if s.until == 0 && meta.Consumer != s.consumer {
+	if s.until == 0 && gen != s.gen {
 		s.until = lastOnSubject(meta.Sequence.Stream)
 		log.Warn("consumer reset during the snapshot; it now ends at a stream sequence", "left", s.left, "until", s.until)
 	}
@@ -64,12 +64,8 @@ func (s *snapshot) advance(seq uint64, last bool) (ended bool) {
 // deliver: the messages still counted left the stream before they were
 // read. Asked when the snapshot stalls.
 func (a *Agent) snapshotDrained() bool {
-	o, ok := a.source().(*ordered)
-	if !ok {
-		return false
-	}
 	ctx, cancel := context.WithTimeout(a.ctx, apiTimeout)
 	defer cancel()
-	info, err := o.c.Info(ctx)
-	return err == nil && info.NumPending == 0
+	c, err := a.js.Consumer(ctx, a.o.stream, a.src.name())
+	return err == nil && c.CachedInfo().NumPending == 0
 }

@@ -13,89 +13,15 @@ import (
 	"github.com/wfpnats/wfp/jetstream"
 )
 
-// source yields the messages of the callout's filter subject, in order, to
-// the agent's single notify goroutine. next blocks, for at most wait if
-// wait > 0 (then errHoldTimeout); it returns errStopped once stop was
-// called and a terminal error when it cannot go on. release runs once the
-// notify goroutine has ended, with the last message the agent acked, and
-// reports what it could not make sure of.
-type source interface {
-	next(wait time.Duration) (natsjs.Msg, error)
-	stop()
-	release(ctx context.Context, lastAcked natsjs.Msg) error
-}
-
 var (
 	errStopped     = errors.New("callout: source stopped")
 	errHoldTimeout = errors.New("callout: no message within the hold timeout")
 )
 
-// messagesOpts tune the iterators; the library defaults (5 s heartbeat for
-// ordered consumers, so about 10 s to notice a lost consumer) suit
-// production, tests shorten them.
-var messagesOpts []natsjs.PullMessagesOpt
-
-// ordered reads through an ordered consumer. The iterator (Messages), not
-// Consume, so that the library resets the consumer inside next, on our
-// goroutine: with Consume a reset starts a new callback goroutine that can
-// overlap the one still in the handler, and handler calls must stay
-// sequential.
-type ordered struct {
-	stream  natsjs.Stream
-	c       natsjs.Consumer
-	it      natsjs.MessagesContext
-	mu      sync.Mutex
-	stopped bool
-}
-
-func newOrdered(s natsjs.Stream, c natsjs.Consumer) (*ordered, error) {
-	it, err := c.Messages(messagesOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return &ordered{stream: s, c: c, it: it}, nil
-}
-
-func (o *ordered) next(wait time.Duration) (natsjs.Msg, error) {
-	msg, err := safeNext(o.it, wait)
-	if err == nil {
-		return msg, nil
-	}
-	if o.isStopped() {
-		return nil, errStopped
-	}
-	if wait > 0 && errors.Is(err, nats.ErrTimeout) {
-		return nil, errHoldTimeout
-	}
-	// The ordered iterator recreates its consumer itself on the errors it
-	// can recover from; what reaches us is mostly the iterator closing
-	// with the connection, which run treats as terminal.
-	return nil, err
-}
-
-func (o *ordered) isStopped() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.stopped
-}
-
-func (o *ordered) stop() {
-	o.mu.Lock()
-	o.stopped = true
-	o.mu.Unlock()
-	o.it.Stop()
-}
-
-// release deletes the server-side consumer now rather than leaving it to
-// expire after its inactive threshold (5 minutes).
-// A consumer that cannot be deleted is no loss (the server drops it
-// itself), so this reports nothing.
-func (o *ordered) release(ctx context.Context, _ natsjs.Msg) error {
-	if info := o.c.CachedInfo(); info != nil {
-		_ = o.stream.DeleteConsumer(ctx, info.Name)
-	}
-	return nil
-}
+// messagesOpts tune the iterators: a heartbeat every 5 s, as nats.go's
+// ordered consumers have, so a consumer lost without a word (deleted while
+// no pull was waiting) is noticed within about 10 s. Tests shorten it.
+var messagesOpts = []natsjs.PullMessagesOpt{natsjs.PullHeartbeat(5 * time.Second)}
 
 // durableMaxAckPending is how many messages a durable consumer hands out
 // before it waits for acks. The agent holds a transaction's parts unacked
@@ -104,6 +30,11 @@ func (o *ordered) release(ctx context.Context, _ natsjs.Msg) error {
 // one transaction, or the consumer would stop delivering in the middle of
 // one and the agent would wait for parts that never come.
 const durableMaxAckPending = 2 * jetstream.MaxBatch
+
+// agentConsumerInactive is how long the server keeps a live or replay
+// agent's consumer after the agent stopped pulling (killed): as long as
+// nats.go's ordered consumers, which these replace.
+const agentConsumerInactive = 5 * time.Minute
 
 // durableConfig is the durable consumer the agent wants.
 //
@@ -125,55 +56,143 @@ func durableConfig(name, subject, calloutKey string) natsjs.ConsumerConfig {
 	}
 }
 
-// durable reads through a durable pull consumer acknowledged per unit
-// (see durableConfig). With more than one message in flight the server
-// would redeliver a lost one only after the ack wait, behind newer ones
-// (an add after its delete, half a transaction after the other half), so
-// whenever messages may have been lost in flight, the agent does not wait
-// for that: it recreates the consumer at the first message it has not
-// handled. That is when it starts on a consumer with unacked messages
-// (a previous run killed or closed in the middle), when the consumer is
-// gone (deleted under it), and when the consumer's delivery sequence
-// skips (deliveries lost in a reconnect). So the agent is never stuck,
-// skips nothing and sees the log in order.
-type durable struct {
-	stream natsjs.Stream
-	cfg    natsjs.ConsumerConfig
-	conn   *nats.Conn
-	log    *slog.Logger
-	resume func() uint64 // first stream sequence not yet handled
+// agentConfig is the consumer of a live (DeliverNew) or replay
+// (DeliverLastPerSubject) agent: what nats.go's ordered consumers set up
+// (no acks, kept in memory, dropped when idle), under a fixed name
+// (events.AgentConsumer) instead of a random one, so that permissions
+// can name it.
+func agentConfig(name, subject, calloutKey, agentID string, policy natsjs.DeliverPolicy) natsjs.ConsumerConfig {
+	return natsjs.ConsumerConfig{
+		Name:              name,
+		Description:       "wfp callout agent " + calloutKey + " " + agentID,
+		DeliverPolicy:     policy,
+		AckPolicy:         natsjs.AckNonePolicy,
+		FilterSubject:     subject,
+		InactiveThreshold: agentConsumerInactive,
+		MemoryStorage:     true,
+		Replicas:          1,
+	}
+}
+
+// reader yields the messages of the callout's filter subject, in order,
+// to the agent's single notify goroutine, through a consumer of a fixed
+// name that it creates, watches and recreates itself.
+//
+// Whenever messages may have been lost in flight, it recreates the
+// consumer, same name and filter, at the first message the agent has not
+// handled: when the consumer is gone (deleted under it, or dropped by a
+// server restart), when its delivery sequence skips (deliveries lost in
+// a reconnect or a slow client), and when heartbeats stop. A durable
+// consumer is also recreated when it starts with unacknowledged messages
+// (see openConsumer). So the agent is never stuck, skips nothing and
+// sees the log in order; a recreated consumer may repeat messages the
+// agent held but had not handled (transaction parts), which the agent
+// de-duplicates.
+//
+// A durable reader resumes a durable consumer where a previous run left
+// it; any other starts afresh under the agent's name, replacing whatever
+// a previous instance of the same agent id left (Register made sure that
+// instance is gone).
+//
+// next blocks, for at most wait if wait > 0 (then errHoldTimeout); it
+// returns errStopped once stop was called and a terminal error when it
+// cannot go on. release runs once the notify goroutine has ended, with
+// the last message the agent acked, and reports what it could not make
+// sure of.
+type reader struct {
+	js      natsjs.JetStream
+	stream  string
+	cfg     natsjs.ConsumerConfig
+	durable bool
+	conn    *nats.Conn
+	log     *slog.Logger
+	resume  func() uint64 // first stream sequence not yet handled
 	// pause logs err and waits before the next attempt; false means the
 	// agent is closing.
 	pause func(err error, b *backoff) bool
 	bo    *backoff
+	// pastEnd is told how many sequences a durable agent had handled
+	// beyond the log's end, when it finds the log shorter than its
+	// position (checkEnd).
+	pastEnd func(n uint64)
 
 	// Owned by the notify goroutine.
+	gen  uint64 // consumers created so far: a new one after a reset
 	dseq uint64 // consumer sequence of the last delivery received
 	lost bool   // deliveries were lost: recreate the consumer
 
 	mu      sync.Mutex
 	it      natsjs.MessagesContext
 	stopped bool
+	// reconnected: the connection came back (watchReconnects) and the
+	// iterator was stopped so the consumer is made anew.
+	reconnected bool
+	status      chan nats.Status
 }
 
-// start opens the consumer at registration and returns the first stream
-// sequence it will deliver.
-func (d *durable) start(ctx context.Context) (uint64, error) {
+// watchReconnects makes a reader whose consumer the server keeps in
+// memory (live and replay) recreate it after the connection comes back,
+// as nats.go's ordered consumers do: a server restart loses such a
+// consumer, and pulls on it would wait out the heartbeats first. A
+// durable consumer survives restarts, and its reader carries on.
+func (d *reader) watchReconnects() {
+	if d.durable {
+		return
+	}
+	d.status = d.conn.StatusChanged(nats.CONNECTED)
+	go func() {
+		for range d.status {
+			d.mu.Lock()
+			it := d.it
+			d.it, d.reconnected = nil, it != nil && !d.stopped
+			d.mu.Unlock()
+			if it != nil {
+				it.Stop()
+			}
+		}
+	}()
+}
+
+// name is the consumer's name.
+func (d *reader) name() string {
+	if d.durable {
+		return d.cfg.Durable
+	}
+	return d.cfg.Name
+}
+
+// start opens the consumer at registration. It returns the first stream
+// sequence it will deliver (for a replay consumer 1: its snapshot may
+// reach back anywhere) and the consumer's info at creation.
+func (d *reader) start(ctx context.Context) (uint64, *natsjs.ConsumerInfo, error) {
 	c, first, err := d.openConsumer(ctx, 0, false)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	it, err := c.Messages(messagesOpts...)
 	if err != nil {
-		return 0, fmt.Errorf("callout: read durable consumer %q: %w", d.cfg.Durable, err)
+		return 0, nil, fmt.Errorf("callout: read consumer %q: %w", d.name(), err)
 	}
 	d.it = it
-	return first, nil
+	d.watchReconnects()
+	return first, c.CachedInfo(), nil
 }
 
-// openConsumer resumes the named consumer, or creates it. It returns the
-// consumer, with d.dseq set to its last delivery, and the first stream
-// sequence it will deliver.
+// openConsumer opens the consumer and returns it, with d.dseq set to its
+// last delivery, and the first stream sequence it will deliver. start is
+// the first sequence this run has not handled, 0 at registration.
+func (d *reader) openConsumer(ctx context.Context, start uint64, lost bool) (natsjs.Consumer, uint64, error) {
+	if d.durable {
+		return d.openDurable(ctx, start, lost, true)
+	}
+	name := d.cfg.Name
+	if err := d.js.DeleteConsumer(ctx, d.stream, name); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+		return nil, 0, fmt.Errorf("callout: replace consumer %q: delete: %w", name, err)
+	}
+	return d.create(ctx, start, true)
+}
+
+// openDurable resumes the named durable consumer, or creates it.
 //
 // An existing consumer that reads another subject is ErrDurableConflict:
 // resuming it would skip or mix events. One that reads ours is resumed as
@@ -182,75 +201,128 @@ func (d *durable) start(ctx context.Context) (uint64, error) {
 // ahead), or lost is set, or it predates this configuration (another
 // ack policy cannot be changed in place). Then it is recreated, same name
 // and filter, to start right after its ack floor, or at start if that is
-// further on (start: the first sequence this run has not handled, 0 at
-// registration). The server would redeliver those messages only after the
+// further on. The server would redeliver those messages only after the
 // ack wait, and after newer ones; recreated, the consumer delivers them
 // at once and in log order, so a transaction cut short arrives again
 // whole.
 //
 // On first use the consumer is created at "now" (DeliverNew), or at start
 // when the agent is recreating one that vanished.
-func (d *durable) openConsumer(ctx context.Context, start uint64, lost bool) (natsjs.Consumer, uint64, error) {
+func (d *reader) openDurable(ctx context.Context, start uint64, lost, retry bool) (natsjs.Consumer, uint64, error) {
 	name, subject := d.cfg.Durable, d.cfg.FilterSubject
-	for attempt := 0; ; attempt++ {
-		c, err := d.stream.Consumer(ctx, name)
-		if err == nil {
-			info := c.CachedInfo()
-			subj := info.Config.FilterSubject
-			if subj == "" && len(info.Config.FilterSubjects) == 1 {
-				subj = info.Config.FilterSubjects[0]
-			}
-			if subj != subject {
-				return nil, 0, fmt.Errorf("%w: %q reads %q, want %q", ErrDurableConflict, name, subj, subject)
-			}
-			mp := info.Config.MaxAckPending
-			ours := info.Config.AckPolicy == d.cfg.AckPolicy && (mp < 0 || mp >= durableMaxAckPending) // < 0: unlimited
-			if ours && !lost && info.NumAckPending == 0 {
-				d.dseq = info.Delivered.Consumer
-				return c, max(start, info.AckFloor.Stream+1), nil
-			}
-			from := max(start, info.AckFloor.Stream+1)
-			why := "unacknowledged messages"
-			switch {
-			case lost:
-				why = "deliveries lost in flight"
-			case !ours:
-				why = "configuration of an older agent"
-			}
-			d.log.Info("recreating the durable consumer to redeliver from its ack floor at once, in order",
-				"why", why, "ackPending", info.NumAckPending, "ackFloor", info.AckFloor.Stream,
-				"ackPolicy", info.Config.AckPolicy, "maxAckPending", info.Config.MaxAckPending, "from", from)
-			if err := d.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
-				return nil, 0, fmt.Errorf("callout: recreate durable consumer %q: delete: %w", name, err)
-			}
-			start = from
-		} else if !errors.Is(err, natsjs.ErrConsumerNotFound) {
-			return nil, 0, fmt.Errorf("callout: look up durable consumer %q: %w", name, err)
+	c, err := d.js.Consumer(ctx, d.stream, name)
+	if err == nil {
+		info := c.CachedInfo()
+		subj := info.Config.FilterSubject
+		if subj == "" && len(info.Config.FilterSubjects) == 1 {
+			subj = info.Config.FilterSubjects[0]
 		}
+		if subj != subject {
+			return nil, 0, fmt.Errorf("%w: %q reads %q, want %q", ErrDurableConflict, name, subj, subject)
+		}
+		d.checkEnd(ctx, info, start)
+		mp := info.Config.MaxAckPending
+		ours := info.Config.AckPolicy == d.cfg.AckPolicy && (mp < 0 || mp >= durableMaxAckPending) // < 0: unlimited
+		if ours && !lost && info.NumAckPending == 0 {
+			d.dseq = info.Delivered.Consumer
+			return c, max(start, info.AckFloor.Stream+1), nil
+		}
+		from := max(start, info.AckFloor.Stream+1)
+		why := "unacknowledged messages"
+		switch {
+		case lost:
+			why = "deliveries lost in flight"
+		case !ours:
+			why = "configuration of an older agent"
+		}
+		d.log.Info("recreating the durable consumer to redeliver from its ack floor at once, in order",
+			"why", why, "ackPending", info.NumAckPending, "ackFloor", info.AckFloor.Stream,
+			"ackPolicy", info.Config.AckPolicy, "maxAckPending", info.Config.MaxAckPending, "from", from)
+		if err := d.js.DeleteConsumer(ctx, d.stream, name); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+			return nil, 0, fmt.Errorf("callout: recreate durable consumer %q: delete: %w", name, err)
+		}
+		start = from
+	} else if !errors.Is(err, natsjs.ErrConsumerNotFound) {
+		return nil, 0, fmt.Errorf("callout: look up durable consumer %q: %w", name, err)
+	}
+	return d.create(ctx, start, retry)
+}
 
-		cfg := d.cfg
-		if start > 0 {
-			cfg.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
-			cfg.OptStartSeq = start
-		}
-		c, err = d.stream.CreateConsumer(ctx, cfg)
-		if errors.Is(err, natsjs.ErrConsumerExists) && attempt == 0 {
-			continue // another agent created it first: look again
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("callout: create durable consumer %q: %w", name, err)
-		}
-		d.dseq = 0
-		if start == 0 {
-			// A new DeliverNew consumer reports the stream's last sequence
-			// as delivered.
-			start = c.CachedInfo().Delivered.Stream + 1
-		}
-		return c, start, nil
+// checkEnd reports, loudly, a log that ends before this durable agent's
+// position: the log lost events the agent had handled (a damaged or
+// emptied store), and the filters it holds may no longer be the engine's.
+// The position is the furthest of what this run handled (start-1) and
+// what the consumer says; the message there was on the callout's subject,
+// so the newest message on that subject (asked with a direct get, which
+// the agent's permissions allow for its own callout) must be at least as
+// far. On restart the server clamps a consumer's stream positions to what
+// the stream still holds, but not its count of deliveries: more
+// deliveries acknowledged than stream sequences up to the ack floor tells
+// the same. (Only redeliveries could make that count run ahead otherwise,
+// and this agent recreates its consumer rather than wait for them.)
+func (d *reader) checkEnd(ctx context.Context, info *natsjs.ConsumerInfo, start uint64) {
+	last, err := lastSeqOn(ctx, d.conn, d.js, d.stream, d.cfg.FilterSubject)
+	if err != nil {
+		d.log.Warn("cannot read the log's end to check the durable position against it", "err", err)
+		return
+	}
+	pos := max(info.AckFloor.Stream, info.Delivered.Stream)
+	if start > 0 {
+		pos = max(pos, start-1)
+	}
+	clamped := info.AckFloor.Consumer > info.AckFloor.Stream
+	if pos <= last && !clamped {
+		return
+	}
+	n := max(pos-min(pos, last), info.AckFloor.Consumer-min(info.AckFloor.Consumer, info.AckFloor.Stream), 1)
+	d.log.Error("THE LOG LOST EVENTS THIS AGENT HAD HANDLED: its durable position is past the end of the log; the filters it holds may differ from the engine's",
+		"durable", d.cfg.Durable, "position", pos, "acknowledgedDeliveries", info.AckFloor.Consumer, "logLastSeq", last)
+	if d.pastEnd != nil {
+		d.pastEnd(n)
 	}
 }
 
-func (d *durable) next(wait time.Duration) (natsjs.Msg, error) {
+// create makes the consumer: from start, or (start 0) with its
+// configured deliver policy. When a consumer of the name exists by then
+// (another agent on the same durable name got there first), a durable one
+// is looked at again and any other replaced, once (retry).
+func (d *reader) create(ctx context.Context, start uint64, retry bool) (natsjs.Consumer, uint64, error) {
+	cfg := d.cfg
+	if start > 0 {
+		cfg.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = start
+	}
+	c, err := d.js.CreateConsumer(ctx, d.stream, cfg)
+	switch {
+	case errors.Is(err, natsjs.ErrConsumerExists) && retry && d.durable:
+		return d.openDurable(ctx, start, false, false)
+	case errors.Is(err, natsjs.ErrConsumerExists) && retry:
+		if err := d.js.DeleteConsumer(ctx, d.stream, cfg.Name); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+			return nil, 0, fmt.Errorf("callout: replace consumer %q: delete: %w", cfg.Name, err)
+		}
+		return d.create(ctx, start, false)
+	case errors.Is(err, natsjs.ErrStreamNotFound):
+		return nil, 0, fmt.Errorf("callout: stream %q: %w", d.stream, err)
+	case err != nil:
+		return nil, 0, fmt.Errorf("callout: create consumer %q: %w", d.name(), err)
+	}
+	d.dseq = 0
+	d.gen++
+	switch {
+	case start > 0:
+	case cfg.DeliverPolicy == natsjs.DeliverNewPolicy:
+		// A new DeliverNew consumer reports the stream's last sequence as
+		// delivered: "now" as an explicit sequence, so that a consumer
+		// recreated before its first message starts there, not at a later
+		// "now".
+		start = c.CachedInfo().Delivered.Stream + 1
+	default:
+		start = 1
+	}
+	return c, start, nil
+}
+
+func (d *reader) next(wait time.Duration) (natsjs.Msg, error) {
 	for {
 		it, err := d.iterator()
 		if err != nil {
@@ -264,10 +336,11 @@ func (d *durable) next(wait time.Duration) (natsjs.Msg, error) {
 			}
 			if meta.Sequence.Consumer != d.dseq+1 {
 				// The consumer handed out deliveries we never got (lost in
-				// a reconnect, or to a pull request of ours that is gone).
-				// The server would redeliver them only after the ack wait,
-				// after this one: start over from what we have handled.
-				d.log.Warn("deliveries lost in flight; recreating the durable consumer",
+				// a reconnect, to a pull request of ours that is gone, or
+				// dropped by a slow client). A durable consumer would
+				// redeliver them only after the ack wait, after this one;
+				// any other never: start over from what we have handled.
+				d.log.Warn("deliveries lost in flight; recreating the consumer",
 					"expectedDelivery", d.dseq+1, "gotDelivery", meta.Sequence.Consumer, "seq", meta.Sequence.Stream)
 				d.lost = true
 				d.drop(it)
@@ -287,21 +360,31 @@ func (d *durable) next(wait time.Duration) (natsjs.Msg, error) {
 		if d.conn.IsClosed() {
 			return nil, err
 		}
-		// Consumer deleted, bad request, ...: reopen after a pause.
+		d.mu.Lock()
+		reconnected := d.reconnected
+		d.reconnected = false
+		d.mu.Unlock()
+		if reconnected {
+			d.log.Info("reconnected; recreating the consumer at the first message not handled", "consumer", d.name())
+			d.lost = true
+			continue
+		}
+		// Consumer deleted, heartbeats missed, bad request, ...: reopen
+		// after a pause.
 		if !d.pause(err, d.bo) {
 			return nil, errStopped
 		}
 	}
 }
 
-func (d *durable) isStopped() bool {
+func (d *reader) isStopped() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.stopped
 }
 
 // drop stops the iterator it and forgets it, so the next call opens one.
-func (d *durable) drop(it natsjs.MessagesContext) {
+func (d *reader) drop(it natsjs.MessagesContext) {
 	d.mu.Lock()
 	if d.it == it {
 		d.it = nil
@@ -311,9 +394,9 @@ func (d *durable) drop(it natsjs.MessagesContext) {
 }
 
 // iterator returns the current iterator, opening one (and recreating the
-// consumer if it is gone) when there is none. The lock is not held across
-// network calls, so stop never waits for them.
-func (d *durable) iterator() (natsjs.MessagesContext, error) {
+// consumer) when there is none. The lock is not held across network
+// calls, so stop never waits for them.
+func (d *reader) iterator() (natsjs.MessagesContext, error) {
 	for {
 		d.mu.Lock()
 		it, stopped := d.it, d.stopped
@@ -345,29 +428,38 @@ func (d *durable) iterator() (natsjs.MessagesContext, error) {
 	}
 }
 
-func (d *durable) open() (natsjs.MessagesContext, error) {
+func (d *reader) open() (natsjs.MessagesContext, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
 	c, _, err := d.openConsumer(ctx, d.resume(), d.lost)
 	if err != nil {
-		return nil, fmt.Errorf("callout: reopen durable consumer %q: %w", d.cfg.Durable, err)
+		return nil, fmt.Errorf("callout: reopen consumer %q: %w", d.name(), err)
 	}
 	d.lost = false
 	return c.Messages(messagesOpts...)
 }
 
-// release makes sure the server has applied our acks. The server applies
-// a consumer's acks in order but off the connection's read loop, so a
-// flush would not do: the next agent on this durable reads the ack floor
-// to know where to start (see openConsumer), and a floor lagging behind
-// would hand it messages handled already. So it acks the last acked
-// message once more, as a request: the server answers (for AckAll even
-// an ack below the floor) once it has applied it, and so every ack before
-// it. (Msg.DoubleAck would refuse: the client remembers the first ack.)
-// Messages delivered and not acknowledged (a unit Close cut short,
-// messages read ahead) stay pending; the next agent recreates the
-// consumer at the ack floor to get them at once.
-func (d *durable) release(ctx context.Context, lastAcked natsjs.Msg) error {
+// release, for a durable reader, makes sure the server has applied our
+// acks. The server applies a consumer's acks in order but off the
+// connection's read loop, so a flush would not do: the next agent on this
+// durable reads the ack floor to know where to start (see openDurable),
+// and a floor lagging behind would hand it messages handled already. So
+// it acks the last acked message once more, as a request: the server
+// answers (for AckAll even an ack below the floor) once it has applied
+// it, and so every ack before it. (Msg.DoubleAck would refuse: the client
+// remembers the first ack.) Messages delivered and not acknowledged (a
+// unit Close cut short, messages read ahead) stay pending; the next agent
+// recreates the consumer at the ack floor to get them at once.
+//
+// Any other reader deletes its consumer now rather than leave it to
+// expire when idle. A consumer that cannot be deleted is no loss (the
+// server drops it itself, or the next instance replaces it), so that
+// reports nothing.
+func (d *reader) release(ctx context.Context, lastAcked natsjs.Msg) error {
+	if !d.durable {
+		_ = d.js.DeleteConsumer(ctx, d.stream, d.cfg.Name)
+		return nil
+	}
 	if lastAcked == nil || lastAcked.Reply() == "" {
 		return nil // nothing acked this run
 	}
@@ -380,18 +472,36 @@ func (d *durable) release(ctx context.Context, lastAcked natsjs.Msg) error {
 	return nil
 }
 
-func (d *durable) stop() {
+// suspend lets go of the consumer: the next call to next makes it anew,
+// same name and filter, at the first message not handled (resume). The
+// resync uses it, on the notify goroutine, to read a snapshot under the
+// agent's consumer name and to go on from the snapshot's end.
+func (d *reader) suspend() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	it := d.it
+	d.it = nil
+	d.mu.Unlock()
+	if it != nil {
+		it.Stop()
+	}
+	d.lost = true
+}
+
+func (d *reader) stop() {
+	d.mu.Lock()
 	d.stopped = true
 	if d.it != nil {
 		d.it.Stop()
 	}
+	d.mu.Unlock()
+	if d.status != nil {
+		d.conn.RemoveStatusListener(d.status)
+	}
 }
 
-// safeNext turns a panic inside the client library into an error: nats.go
-// v1.55.0 can panic in an ordered consumer's reset when the iterator is
-// stopped while the reset is backing off, and the agent must not crash.
+// safeNext turns a panic inside the client library into an error (the
+// agent must not crash on a library bug; nats.go v1.55.0 could panic in
+// an ordered consumer's reset).
 func safeNext(it natsjs.MessagesContext, wait time.Duration) (msg natsjs.Msg, err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -23,7 +23,17 @@ type Stats struct {
 	// CaughtUp: every message of the callout stored before it has been
 	// read (kept only when the stream has a horizon; zero otherwise).
 	// now - CaughtUp is how far behind the log the agent may be.
-	CaughtUp    time.Time
+	CaughtUp time.Time
+	// Classifies counts classify calls answered with a verdict;
+	// ClassifyErrors, those answered with an error (a filter not held, a
+	// Classify that failed or panicked, a malformed call).
+	Classifies     uint64
+	ClassifyErrors uint64
+	// LogLoss, for a durable agent, is how many log sequences it had
+	// handled past the end of the log when it last opened its consumer:
+	// non-zero means the log lost events this agent saw (see the error it
+	// logged), and the filters it holds may not be the engine's.
+	LogLoss     uint64
 	Held        int // filters held now (added and not yet deleted)
 	HeldTxParts int // messages of an incomplete transaction, held until the rest arrive
 }
@@ -31,6 +41,6 @@ type Stats struct {
 type counters struct {
 	adds, refused, deletes, postCommits, transactions atomic.Uint64
 	skipped, duplicates, tombstones, handlerErrors    atomic.Uint64
-	resyncs                                           atomic.Uint64
+	logLoss, classifies, classifyErrors, resyncs      atomic.Uint64
 	heldTxParts                                       atomic.Int64
 }

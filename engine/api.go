@@ -63,33 +63,74 @@ type DeleteResponse struct {
 
 // ListFiltersRequest is an enumeration template, as FwpmFilterEnum takes
 // one: every non-empty field must match; the zero value lists every filter.
+// Keys may be given in any case, with or without braces; the layer with or
+// without its FWPM_LAYER_ prefix.
+//
+// A listing comes in pages, each well within the server's max payload:
+// the first request has no Cursor, each next one the Next of the page
+// before (and the same template). Every page shows the filters as of the
+// first page's Seq.
 type ListFiltersRequest struct {
 	CalloutKey  string `json:"calloutKey,omitempty"`
 	Layer       string `json:"layer,omitempty"`
 	ProviderKey string `json:"providerKey,omitempty"`
+	// Cursor continues a listing: the Next of its previous page.
+	Cursor string `json:"cursor,omitempty"`
+	// Limit caps the filters in one page (0: as many as fit).
+	Limit int `json:"limit,omitempty"`
 }
 
-func (r ListFiltersRequest) template() projection.Template {
-	return projection.Template{CalloutKey: r.CalloutKey, Layer: r.Layer, ProviderKey: r.ProviderKey}
+// normalised checks the template's keys and layer and returns it in the
+// form filters are stored in, so that "{ABC...}" finds "abc...".
+func (r ListFiltersRequest) normalised() (projection.Template, error) {
+	t := projection.Template{CalloutKey: r.CalloutKey, Layer: r.Layer, ProviderKey: r.ProviderKey}
+	if err := optionalKey("calloutKey", &t.CalloutKey); err != nil {
+		return t, err
+	}
+	if err := optionalKey("providerKey", &t.ProviderKey); err != nil {
+		return t, err
+	}
+	if t.Layer != "" {
+		var err error
+		if t.Layer, err = layerName("layer", t.Layer); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
 }
 
-// ListFiltersResponse is a snapshot of the matching filters as of Seq: the
-// log position an agent can resume live from without a gap (R3a).
+// ListFiltersResponse is one page of the matching filters, in id order,
+// as of Seq: the log position an agent can resume live from without a gap
+// (R3a). Next is the cursor of the next page; it is empty on the last.
 type ListFiltersResponse struct {
 	Seq     uint64           `json:"seq"`
 	Filters []*events.Filter `json:"filters"`
+	Next    string           `json:"next,omitempty"`
+}
+
+// ListCalloutsRequest asks for a page of callout objects: the first with
+// no Cursor, the next ones with the Next of the page before.
+type ListCalloutsRequest struct {
+	Cursor string `json:"cursor,omitempty"`
+	// Limit caps the callouts in one page (0: as many as fit).
+	Limit int `json:"limit,omitempty"`
 }
 
 // CalloutInfo is a callout object with the number of filters naming it
-// and the agents registered for it.
+// and the agents registered for it. Registered is WFP's
+// FWPM_CALLOUT_FLAG_REGISTERED: the callout has live agents, so classify
+// asks it; an unregistered one blocks or is skipped (R8).
 type CalloutInfo struct {
 	events.Callout
 	FilterCount int         `json:"filterCount"`
 	Agents      []AgentInfo `json:"agents"`
+	Registered  bool        `json:"registered"`
 }
 
-// ListCalloutsResponse lists every callout object as of Seq.
+// ListCalloutsResponse is one page of the callout objects, in key order,
+// as of Seq; Next is the cursor of the next page, empty on the last.
 type ListCalloutsResponse struct {
 	Seq      uint64        `json:"seq"`
 	Callouts []CalloutInfo `json:"callouts"`
+	Next     string        `json:"next,omitempty"`
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,15 @@ type CallOption func(*callOptions)
 
 type callOptions struct {
 	notifyTimeout time.Duration // 0: the engine's default
+	session       string        // WithSession
+	pageSize      int           // 0: as many as fit in a reply
+}
+
+// WithPageSize caps how many entries each page of a ListFilters or
+// ListCallouts carries (default: as many as fit in one reply). The calls
+// read every page either way.
+func WithPageSize(n int) CallOption {
+	return func(o *callOptions) { o.pageSize = n }
 }
 
 // WithNotifyTimeout bounds how long an AddFilter or ApplyTx waits for the
@@ -74,6 +84,9 @@ func collect(opts []CallOption) (callOptions, error) {
 	if o.notifyTimeout < 0 {
 		return o, errorf(CodeInvalidParameter, "notify timeout %v is negative", o.notifyTimeout)
 	}
+	if o.pageSize < 0 {
+		return o, errorf(CodeInvalidParameter, "page size %d is negative", o.pageSize)
+	}
 	return o, nil
 }
 
@@ -89,6 +102,11 @@ func (o callOptions) notifyWait() time.Duration {
 
 // AddCallout adds a callout object. An empty key gets a fresh one.
 func (c *Client) AddCallout(ctx context.Context, co events.Callout, opts ...CallOption) (*events.Callout, error) {
+	o, err := collect(opts)
+	if err != nil {
+		return nil, err
+	}
+	co.Session = cmp.Or(co.Session, o.session)
 	var resp CalloutResponse
 	if err := c.call(ctx, EndpointCalloutAdd, co, &resp, 0, opts); err != nil {
 		return nil, err
@@ -101,13 +119,29 @@ func (c *Client) DeleteCallout(ctx context.Context, key string, opts ...CallOpti
 	return c.call(ctx, EndpointCalloutDelete, CalloutRef{CalloutKey: key}, &DeleteResponse{}, 0, opts)
 }
 
-// ListCallouts lists every callout object with its filter count and agents.
+// ListCallouts lists every callout object with its filter count and agents,
+// reading every page of the listing (see ListFilters).
 func (c *Client) ListCallouts(ctx context.Context, opts ...CallOption) (*ListCalloutsResponse, error) {
-	var resp ListCalloutsResponse
-	if err := c.call(ctx, EndpointCalloutList, struct{}{}, &resp, 0, opts); err != nil {
+	o, err := collect(opts)
+	if err != nil {
 		return nil, err
 	}
-	return &resp, nil
+	var all ListCalloutsResponse
+	err = c.pages(ctx, func(ctx context.Context, cursor string) (string, error) {
+		var resp ListCalloutsResponse
+		if err := c.call(ctx, EndpointCalloutList, ListCalloutsRequest{Cursor: cursor, Limit: o.pageSize}, &resp, 0, opts); err != nil {
+			return "", err
+		}
+		if cursor == "" {
+			all = ListCalloutsResponse{Seq: resp.Seq, Callouts: []CalloutInfo{}}
+		}
+		all.Callouts = append(all.Callouts, resp.Callouts...)
+		return resp.Next, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &all, nil
 }
 
 // AddFilter adds a filter and returns it as stored, with its key and id.
@@ -120,6 +154,7 @@ func (c *Client) AddFilter(ctx context.Context, f events.Filter, opts ...CallOpt
 	if err != nil {
 		return nil, err
 	}
+	f.Session = cmp.Or(f.Session, o.session)
 	req := AddFilterRequest{Filter: f, NotifyTimeoutMs: o.notifyTimeout.Milliseconds()}
 	var resp FilterResponse
 	if err := c.call(ctx, EndpointFilterAdd, req, &resp, o.notifyWait(), opts); err != nil {
@@ -143,13 +178,63 @@ func (c *Client) GetFilter(ctx context.Context, ref FilterRef, opts ...CallOptio
 }
 
 // ListFilters enumerates the filters matching req, with the log position
-// the list reflects.
+// the list reflects. It reads every page of the listing, all as of the
+// first page's position; if the engines no longer keep that position (a
+// listing slower than they keep history for) it starts again, a few times,
+// before it gives up with ErrInvalidEnumerator. The request's Cursor and
+// Limit are ignored (see WithPageSize).
 func (c *Client) ListFilters(ctx context.Context, req ListFiltersRequest, opts ...CallOption) (*ListFiltersResponse, error) {
-	var resp ListFiltersResponse
-	if err := c.call(ctx, EndpointFilterList, req, &resp, 0, opts); err != nil {
+	o, err := collect(opts)
+	if err != nil {
 		return nil, err
 	}
-	return &resp, nil
+	var all ListFiltersResponse
+	err = c.pages(ctx, func(ctx context.Context, cursor string) (string, error) {
+		r := req
+		r.Cursor, r.Limit = cursor, o.pageSize
+		var resp ListFiltersResponse
+		if err := c.call(ctx, EndpointFilterList, r, &resp, 0, opts); err != nil {
+			return "", err
+		}
+		if cursor == "" {
+			all = ListFiltersResponse{Seq: resp.Seq, Filters: []*events.Filter{}}
+		}
+		all.Filters = append(all.Filters, resp.Filters...)
+		return resp.Next, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &all, nil
+}
+
+// testHookAfterPage, if set, runs after each page a listing reads, with
+// the cursor it continues from.
+var testHookAfterPage func(next string)
+
+// listingRestarts is how often a listing starts again after its position
+// was forgotten mid-way.
+const listingRestarts = 3
+
+// pages reads a listing: page gets the page at cursor ("" for the first)
+// and returns the next cursor, "" after the last. Without a deadline in
+// ctx, each page gets the client's timeout.
+func (c *Client) pages(ctx context.Context, page func(context.Context, string) (string, error)) error {
+	for restart := 0; ; restart++ {
+		cursor := ""
+		var err error
+		for {
+			if cursor, err = page(ctx, cursor); err != nil || cursor == "" {
+				break
+			}
+			if testHookAfterPage != nil {
+				testHookAfterPage(cursor)
+			}
+		}
+		if !errors.Is(err, ErrInvalidEnumerator) || restart == listingRestarts {
+			return err
+		}
+	}
 }
 
 // ApplyTx applies ops as one transaction, atomically: all of them or none.
@@ -160,7 +245,7 @@ func (c *Client) ApplyTx(ctx context.Context, ops []TxOp, opts ...CallOption) (*
 	if err != nil {
 		return nil, err
 	}
-	req := TxRequest{Ops: ops, NotifyTimeoutMs: o.notifyTimeout.Milliseconds()}
+	req := TxRequest{Ops: ops, NotifyTimeoutMs: o.notifyTimeout.Milliseconds(), SessionID: o.session}
 	var resp TxResponse
 	if err := c.call(ctx, EndpointTxApply, req, &resp, o.notifyWait(), opts); err != nil {
 		return nil, err

@@ -67,7 +67,7 @@ func TestAddFilterWaitsForTheNotifyTimeoutBeyondTheClientTimeout(t *testing.T) {
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := c.AddFilter(context.Background(), events.Filter{Name: "f", Layer: "L", Action: events.ActionCalloutInspection,
+		_, err := c.AddFilter(context.Background(), events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection,
 			CalloutKey: co.Key}, WithNotifyTimeout(time.Minute))
 		done <- err
 	}()
@@ -90,13 +90,13 @@ func TestNegativeNotifyTimeoutRefused(t *testing.T) {
 	nc := testkit.Conn(t, srv)
 	startEngine(t, nc)
 	c := NewClient(nc)
-	f := events.Filter{Name: "f", Layer: "L", Action: events.ActionBlock}
+	f := events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock}
 	if _, err := c.AddFilter(context.Background(), f, WithNotifyTimeout(-time.Second)); !errors.Is(err, ErrInvalidParameter) {
 		t.Fatalf("client side: %v, want FWP_E_INVALID_PARAMETER", err)
 	}
 	// And the engine, for clients that are not this one.
 	msg, err := nc.Request(events.Subjects{Prefix: events.DefaultPrefix}.API(EndpointFilterAdd),
-		[]byte(`{"name":"f","layer":"L","action":"block","notifyTimeoutMs":-5}`), 5*time.Second)
+		[]byte(`{"name":"f","layer":"ALE_AUTH_CONNECT_V4","action":"block","notifyTimeoutMs":-5}`), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func addWaitingForAgent(t *testing.T) (e *Engine, c *Client, added chan error, g
 	waitAgents(t, e, co.Key, 1)
 	added = make(chan error, 1)
 	go func() {
-		_, err := c.AddFilter(context.Background(), events.Filter{Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co.Key})
+		_, err := c.AddFilter(context.Background(), events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection, CalloutKey: co.Key})
 		added <- err
 	}()
 	<-entered

@@ -49,11 +49,11 @@ type compaction struct {
 // plain.
 const floorsEvery = 200 * time.Millisecond
 
-// mark sets the compaction headers on the tombstones among msgs (the
+// compact sets the compaction headers on the tombstones among msgs (the
 // messages of evs, in order, to be written from sequence base+1; atomic:
 // one batch) and returns the indexes of the tombstones left plain, for the
 // janitor once they are written.
-func (e *Engine) mark(ctx context.Context, msgs []*nats.Msg, evs []*events.Event, base uint64, atomic bool) (plain []int) {
+func (e *Engine) compact(ctx context.Context, msgs []*nats.Msg, evs []*events.Event, base uint64, atomic bool) (plain []int) {
 	var seen map[string]bool
 	if atomic {
 		seen = make(map[string]bool, len(msgs))
@@ -64,12 +64,18 @@ func (e *Engine) mark(ctx context.Context, msgs []*nats.Msg, evs []*events.Event
 		if atomic {
 			seen[subject] = true
 		}
-		if ev.Type != events.FilterDeleted && ev.Type != events.CalloutDeleted {
+		if ev.Filter != nil && e.comp.ttl > 0 {
+			// Readers of one callout's filters learn the horizon here:
+			// they may not read the stream's configuration.
+			msgs[i].Header.Set(events.HeaderHorizon, events.FormatTTL(e.comp.ttl))
+		}
+		if !events.IsTombstone(ev.Type) {
 			continue
 		}
 		// The newest message the roll-up would drop: a live filter's
-		// subject ends with its add (the filter id); a callout's add is
-		// not indexed, so a callout waits for the whole log so far.
+		// subject ends with its add (the filter id); a callout's or a
+		// session's opening is not indexed, so it waits for the whole log
+		// so far.
 		drops := base
 		durableOK := true
 		if ev.Type == events.FilterDeleted {

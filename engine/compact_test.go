@@ -60,7 +60,7 @@ func (w *compactWorld) callout() string {
 
 func (w *compactWorld) filter(calloutKey string) *events.Filter {
 	w.t.Helper()
-	f, err := w.c.AddFilter(context.Background(), events.Filter{Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: calloutKey})
+	f, err := w.c.AddFilter(context.Background(), events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection, CalloutKey: calloutKey})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestPlainTombstoneOfATransactionIsPurgedAfterTheHorizon(t *testing.T) {
 	co := w.callout()
 	key := "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"
 	resp, err := w.c.ApplyTx(ctx, []TxOp{
-		{Op: OpFilterAdd, Filter: &events.Filter{Key: key, Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co}},
+		{Op: OpFilterAdd, Filter: &events.Filter{Key: key, Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection, CalloutKey: co}},
 		{Op: OpFilterDelete, FilterKey: key},
 	})
 	if err != nil {
@@ -160,7 +160,7 @@ func TestPlainTombstonesAreFoundAgainOnRestart(t *testing.T) {
 	co := w.callout()
 	key := "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"
 	resp, err := w.c.ApplyTx(ctx, []TxOp{
-		{Op: OpFilterAdd, Filter: &events.Filter{Key: key, Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co}},
+		{Op: OpFilterAdd, Filter: &events.Filter{Key: key, Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection, CalloutKey: co}},
 		{Op: OpFilterDelete, FilterKey: key},
 	})
 	if err != nil {

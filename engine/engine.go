@@ -65,6 +65,26 @@ type Config struct {
 	// engine holds each roll-up back until the archive has what it would
 	// drop. See jetstream.ArchiveConfig.
 	Archive string
+	// Classifier answers classify for callout filters whose callout has
+	// registered agents. Default: ask one of those agents that serves
+	// classify, over request/reply (agentclassify.go), and
+	// InterimClassifier for a callout none of whose agents does.
+	Classifier CalloutClassifier
+
+	clock func() time.Time // the session leases' clock; tests set it
+	// Mark keeps the engine's high-water mark, the last log sequence it
+	// acknowledged, apart from the log (see Mark; nil: none). The engine
+	// command always sets one.
+	Mark Mark
+	// AcceptLogLoss lets an engine whose log ends before its mark (or
+	// before its consumers' positions) write again: it first moves the
+	// log's sequence past what was lost, so no id is given twice. Without
+	// it such an engine refuses writes with ErrLogLoss.
+	AcceptLogLoss bool
+	// StaleReads drops the read barrier: lists and gets answer from the
+	// state as it is, which may miss writes another engine acknowledged a
+	// moment ago. For measuring what the barrier costs; see read.go.
+	StaleReads bool
 }
 
 // DefaultWriteTimeout is Config.WriteTimeout's default.
@@ -110,24 +130,30 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.clock == nil {
+		c.clock = time.Now
+	}
 	return c
 }
 
 // Engine is a running filter engine.
 type Engine struct {
-	cfg  Config
-	log  *slog.Logger
-	subj events.Subjects
-	nc   *nats.Conn
-	js   natsjs.JetStream
+	cfg    Config
+	log    *slog.Logger
+	subj   events.Subjects
+	nc     *nats.Conn
+	js     natsjs.JetStream
+	stream natsjs.Stream
 
 	mu    sync.RWMutex // guards state; only the writer loop takes it for writing
 	state *projection.State
 
-	cmds     chan *request
-	tail     chan tailMsg
-	folded   atomic.Uint64 // state.Seq(), for the tail's callback to read
-	tailCons natsjs.Consumer
+	cmds   chan *request
+	tail   chan tailMsg
+	folded atomic.Uint64 // state.Seq(), for the tail's callback to read
+	// progress is signalled each time the state moves, for reads waiting
+	// for it (read.go).
+	progress *progress
 	tailCtx  natsjs.ConsumeContext
 	svc      micro.Service
 
@@ -145,6 +171,32 @@ type Engine struct {
 	written    atomic.Uint64 // events this engine wrote
 	fenced     atomic.Uint64 // writes refused by the fence and retried
 	purged     atomic.Uint64 // subjects of plain tombstones the janitor purged
+	retried    atomic.Uint64 // writes retried after a failure with an unknown outcome
+	refused    atomic.Uint64 // writes the server refused to store (answered at once)
+	warn       *rateLog      // warnings that can repeat, at most one a second per cause
+	markErrors atomic.Uint64 // high-water marks that could not be stored
+	// lost, when set, answers every write: the log lost acknowledged
+	// events and the loss was not accepted (logloss.go).
+	lost atomic.Pointer[Error]
+	// readsWaiting counts reads waiting for the state to reach the log;
+	// catchingUp is set while the writer loop waits for it.
+	readsWaiting atomic.Int64
+	catchingUp   atomic.Bool
+
+	// Classify (classify.go) and dynamic sessions (session.go).
+	classifiers     layerCache
+	registered      registered
+	classifying     chan struct{} // a slot per classify being answered
+	calloutsAsked   atomic.Uint64
+	leases          *leases
+	heartbeats      atomic.Uint64
+	sessionsExpired atomic.Uint64
+	sweeps          atomic.Uint64 // session sweeps done, for tests
+	expiring        atomic.Uint64 // abandoned sessions a sweep set out to end
+	// agentDropped counts agent messages dropped unread (dropAgentMsg);
+	// agentsGone, agent instances forgotten because a ping found them gone.
+	agentDropped atomic.Uint64
+	agentsGone   atomic.Uint64
 
 	stop     context.CancelFunc
 	loopDone chan struct{}
@@ -182,6 +234,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		subj:     events.Subjects{Prefix: cfg.Prefix},
 		nc:       nc,
 		js:       js,
+		stream:   stream,
+		progress: newProgress(),
+		warn:     newRateLog(cfg.Logger, time.Second),
 		state:    projection.New(), // sized below, once the stream's size is known
 		agents:   newRegistry(),
 		waits:    newWaits(),
@@ -190,6 +245,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		tail:     make(chan tailMsg, 4096),
 		loopDone: make(chan struct{}),
 		comp:     compaction{ttl: cfg.ttl(), archive: cfg.Archive},
+
+		classifying: make(chan struct{}, maxClassifying),
+		leases:      newLeases(cfg.clock),
+	}
+	e.registered = registered{agents: e.agents, ask: cfg.Classifier, asked: &e.calloutsAsked}
+	if cfg.Classifier == nil {
+		e.registered.ask = &agentClassifier{e: e, wait: events.AgentClassifyTimeout, fallback: InterimClassifier}
 	}
 	e.janitor = newJanitor(stream, js, cfg.Archive, cfg.Logger, cfg.WriteTimeout, func() { e.purged.Add(1) })
 	info, err := stream.Info(ctx)
@@ -199,6 +261,20 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	// The log holds about one message per live filter (compaction), so its
 	// message count sizes the state's maps.
 	e.state = projection.NewSized(int(min(info.State.Msgs, 1<<24)))
+	loss, err := e.checkLog(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	if loss != nil && cfg.AcceptLogLoss {
+		if err := e.acceptLoss(ctx, loss); err != nil {
+			return nil, err
+		}
+		if info, err = stream.Info(ctx); err != nil {
+			return nil, fmt.Errorf("engine: stream info: %w", err)
+		}
+	} else if loss != nil {
+		e.refuseWrites(loss)
+	}
 	if err := e.startTail(ctx); err != nil {
 		return nil, err
 	}
@@ -215,17 +291,21 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		e.Close()
 		return nil, fmt.Errorf("engine: agent registry: %w", err)
 	}
+	if err := e.listenSessions(); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("engine: session heartbeats: %w", err)
+	}
 	if err := e.serve(); err != nil {
 		e.Close()
 		return nil, err
 	}
-	// The API's subscriptions reach the server asynchronously: a round
-	// trip makes sure it has them, so a request sent by anyone once Start
-	// returns finds the engine (else "no responders").
-	if err := e.nc.FlushTimeout(e.cfg.WriteTimeout); err != nil {
+	// Ready means the API's subscriptions have reached the server: a
+	// request sent by anyone once Start returns finds an engine.
+	if err := nc.FlushTimeout(cfg.WriteTimeout); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("engine: serving the API: %w", err)
+		return nil, fmt.Errorf("engine: registering the API with the server: %w", err)
 	}
+	go e.keepForListings()
 	f, c := e.state.Len()
 	e.log.Info("engine ready", "stream", cfg.Stream, "prefix", cfg.Prefix,
 		"seq", e.state.Seq(), "filters", f, "callouts", c, "skipped", e.skipped.Load())
@@ -243,10 +323,9 @@ func (e *Engine) startTail(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: tail consumer: %w", err)
 	}
-	e.tailCons = cons
 	e.tailCtx, err = cons.Consume(e.decodeTail,
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
-			e.log.Warn("engine: tail consumer", "err", err)
+			e.warn.warn("engine: tail consumer", "err", err)
 		}))
 	if err != nil {
 		return fmt.Errorf("engine: tail consumer: %w", err)
@@ -265,6 +344,10 @@ func (e *Engine) Close() {
 		for _, s := range e.subs {
 			_ = s.Unsubscribe()
 		}
+		// Once Close returns the server routes no more requests here (they
+		// would go unanswered): the unsubscriptions must have reached it.
+		// A closed connection has nothing to flush.
+		_ = e.nc.FlushTimeout(time.Second)
 		if e.stop != nil {
 			e.stop()
 			<-e.loopDone
@@ -299,6 +382,39 @@ type Stats struct {
 	// PendingPurges, those waiting for it (see Config.Horizon).
 	Purged        uint64 `json:"purged"`
 	PendingPurges int    `json:"pendingPurges"`
+	// ClassifyCompiles counts compiles of a layer for classify (one per
+	// layer change that a classify followed); CalloutsAsked, registered
+	// callouts asked by classify.
+	ClassifyCompiles uint64 `json:"classifyCompiles"`
+	CalloutsAsked    uint64 `json:"calloutsAsked"`
+	// Heartbeats counts session heartbeats heard; SessionsExpired, sessions
+	// this engine ended as abandoned.
+	Heartbeats      uint64 `json:"heartbeats"`
+	SessionsExpired uint64 `json:"sessionsExpired"`
+	// Retried counts writes tried again after a failure whose outcome was
+	// unknown (a timeout, a lost connection); Refused, writes the server
+	// refused to store (a full store), answered at once with ErrStorage.
+	Retried uint64 `json:"retried"`
+	Refused uint64 `json:"refused"`
+	// LogLoss, when not empty, says which acknowledged events the log
+	// lost: the engine refuses writes until the loss is accepted.
+	LogLoss string `json:"logLoss,omitempty"`
+	// MarkErrors counts high-water marks that could not be stored.
+	MarkErrors uint64 `json:"markErrors"`
+	// ReadsWaiting is the number of reads waiting, now, for the state to
+	// fold writes the log already holds (the read barrier).
+	ReadsWaiting int64 `json:"readsWaiting"`
+	// CatchingUp is true while the writer waits for the state to fold
+	// what the log already holds (after losing the fence, or before
+	// refusing a command on a state that may be stale).
+	CatchingUp bool `json:"catchingUp"`
+	// AgentDropped counts agent messages the engine dropped: a body that
+	// disagrees with its subject (an agent speaking for another callout or
+	// agent id), a result that names no pending add of its callout, or
+	// one malformed. AgentsGone counts agent instances forgotten because a
+	// ping found them gone (killed, or replaced by a restart).
+	AgentDropped uint64 `json:"agentDropped"`
+	AgentsGone   uint64 `json:"agentsGone"`
 }
 
 // Stats returns the engine's counters.
@@ -307,9 +423,18 @@ func (e *Engine) Stats() Stats {
 	f, c := e.state.Len()
 	seq := e.state.Seq()
 	e.mu.RUnlock()
-	return Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
+	st := Stats{Seq: seq, Filters: f, Callouts: c, Written: e.written.Load(),
 		Fenced: e.fenced.Load(), Skipped: e.skipped.Load(), Rejected: e.rejected.Load(), Unanswered: e.unanswered.Load(),
+		ReadsWaiting: e.readsWaiting.Load(), CatchingUp: e.catchingUp.Load(), Retried: e.retried.Load(), Refused: e.refused.Load(),
+		MarkErrors:       e.markErrors.Load(),
+		ClassifyCompiles: e.classifiers.compiles.Load(), CalloutsAsked: e.calloutsAsked.Load(),
+		Heartbeats: e.heartbeats.Load(), SessionsExpired: e.sessionsExpired.Load(),
+		AgentDropped: e.agentDropped.Load(), AgentsGone: e.agentsGone.Load(),
 		Purged: e.purged.Load(), PendingPurges: e.janitor.pending()}
+	if l := e.lost.Load(); l != nil {
+		st.LogLoss = l.Message
+	}
+	return st
 }
 
 // View runs fn with read access to the state. fn must not keep pointers
@@ -344,6 +469,9 @@ func (e *Engine) submit(ctx context.Context, cmd command) ([]*events.Event, uint
 // enqueue hands cmd to the writer loop; reply is called exactly once, from
 // the loop.
 func (e *Engine) enqueue(ctx context.Context, cmd command, reply func([]*events.Event, uint64, error)) error {
+	if l := e.lost.Load(); l != nil {
+		return l
+	}
 	select {
 	case e.cmds <- &request{cmd: cmd, reply: reply}:
 		return nil

@@ -20,6 +20,16 @@ const (
 	CodeTimeout                   Code = "FWP_E_TIMEOUT"
 	CodeInternal                  Code = "FWP_E_INTERNAL"
 	CodeEngineNotResponding       Code = "FWP_E_ENGINE_NOT_RESPONDING"
+	// CodeInvalidEnumerator: a listing's later page was asked as of a log
+	// sequence the engines no longer keep; list again.
+	CodeInvalidEnumerator Code = "FWP_E_INVALID_ENUMERATOR"
+	// CodeStorage: the server refused to store the write (its store or
+	// the account is full, or the event is larger than it takes); nothing
+	// was written, so the outcome is certain.
+	CodeStorage Code = "FWP_E_STORAGE"
+	// CodeLogLoss: the log ends before writes that were acknowledged; the
+	// engine refuses writes until an operator accepts the loss.
+	CodeLogLoss Code = "FWP_E_LOG_LOSS"
 )
 
 // Error is what a refused management request returns: a code and a message
@@ -55,6 +65,9 @@ var (
 	ErrTimeout                   = &Error{Code: CodeTimeout}
 	ErrInternal                  = &Error{Code: CodeInternal}
 	ErrEngineNotResponding       = &Error{Code: CodeEngineNotResponding}
+	ErrInvalidEnumerator         = &Error{Code: CodeInvalidEnumerator}
+	ErrStorage                   = &Error{Code: CodeStorage}
+	ErrLogLoss                   = &Error{Code: CodeLogLoss}
 )
 
 func errorf(code Code, format string, args ...any) *Error {

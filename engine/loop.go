@@ -20,6 +20,14 @@ import (
 // step would otherwise keep colliding; a random pause lets one of them win.
 const backoffAfterLoss = 2 * time.Millisecond
 
+// Retries after a failed write whose outcome is unknown (a timeout, a
+// lost connection) back off from firstBackoff, doubling up to maxBackoff,
+// within the write timeout: a server in trouble is not hammered.
+const (
+	firstBackoff = 5 * time.Millisecond
+	maxBackoff   = 500 * time.Millisecond
+)
+
 // pending is one command of a group being written.
 type pending struct {
 	*request
@@ -98,13 +106,17 @@ func (e *Engine) decodeTail(m natsjs.Msg) {
 		return
 	}
 	t := tailMsg{seq: seq, subject: m.Subject(), stored: meta.Timestamp, last: meta.NumPending == 0}
+	if t.subject == e.subj.Gap() {
+		e.tail <- t // a filler: it only moves the position
+		return
+	}
 	t.ev, t.err = events.Decode(m.Data())
 	if t.err == nil && !t.ev.Known() {
 		t.err = fmt.Errorf("unknown event type %q or schema %d", t.ev.Type, t.ev.Schema)
 	}
 	if t.err != nil {
 		t.ev = nil
-	} else if t.ev.Type == events.FilterDeleted || t.ev.Type == events.CalloutDeleted {
+	} else if events.IsTombstone(t.ev.Type) {
 		t.plain = m.Headers().Get(events.HeaderTTL) == ""
 	}
 	e.tail <- t
@@ -121,7 +133,7 @@ func (e *Engine) fold(m tailMsg, inflight map[string]*pending) {
 		}
 		if m.err != nil {
 			e.skipped.Add(1)
-			e.log.Warn("engine: skipping log message", "seq", m.seq, "subject", m.subject, "err", m.err)
+			e.warn.warn("engine: skipping log message", "seq", m.seq, "subject", m.subject, "err", m.err)
 		}
 		batch = append(batch, m)
 	}
@@ -141,6 +153,7 @@ drain:
 	}
 	e.folded.Store(e.state.Seq())
 	e.mu.Unlock()
+	e.progress.signal()
 	for _, d := range batch {
 		if d.ev == nil {
 			continue
@@ -175,37 +188,42 @@ func (e *Engine) drainTail(inflight map[string]*pending) {
 
 // catchUp folds the tail until the state reaches seq. It gives up when the
 // tail delivers nothing for the write timeout: a long rebuild is fine as
-// long as it moves.
-//
-// Messages up to seq may be gone (a delete's roll-up or its TTL removed
-// them), the last ones included, and then the tail never delivers seq.
-// So when the tail pauses, catchUp asks whether it has delivered
-// everything there is (see reachedEnd), and if so takes the position
-// to seq: the fence names the stream's last sequence, whether or not that
-// message is still stored.
+// long as it moves. When the tail stops short, it asks the server whether
+// anything is stored up to seq at all: the log's last sequences may hold
+// no message (purged past a loss, removed by a roll-up or a TTL), and then
+// the state moves to seq without them. The fence names the stream's last
+// sequence whether or not that message is still stored.
 func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*pending) error {
+	if e.state.Seq() >= seq {
+		return nil
+	}
+	e.catchingUp.Store(true)
+	defer e.catchingUp.Store(false)
 	idle := time.NewTimer(e.cfg.WriteTimeout)
 	defer idle.Stop()
-	probe := time.NewTimer(tailPause)
+	probe := time.NewTimer(gapProbe)
 	defer probe.Stop()
 	for e.state.Seq() < seq {
 		select {
 		case m := <-e.tail:
 			e.fold(m, inflight)
 			idle.Reset(e.cfg.WriteTimeout)
-			wait := tailPause
+			probe.Reset(gapProbe)
 			if m.last && len(e.tail) == 0 {
-				wait = 0 // the tail had nothing after it: the rest, if any, is gone
+				// The tail had nothing after it: the rest, if any, is
+				// gone. Ask at once rather than after a pause.
+				probe.Reset(0)
 			}
-			probe.Reset(wait)
 		case <-probe.C:
-			if e.reachedEnd(ctx) {
+			if empty, err := e.nothingStored(ctx, e.state.Seq()+1, seq); err == nil && empty {
 				e.mu.Lock()
 				e.state.Skip(seq)
 				e.folded.Store(e.state.Seq())
 				e.mu.Unlock()
+				e.progress.signal()
+				return nil
 			}
-			probe.Reset(tailPause)
+			probe.Reset(gapProbe)
 		case <-idle.C:
 			return fmt.Errorf("at %d of %d, nothing new for %v", e.state.Seq(), seq, e.cfg.WriteTimeout)
 		case <-ctx.Done():
@@ -213,26 +231,6 @@ func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*p
 		}
 	}
 	return nil
-}
-
-// tailPause is how long catchUp waits for the tail before it asks the
-// server whether anything is left to come.
-const tailPause = 50 * time.Millisecond
-
-// reachedEnd reports whether the tail has delivered, and the loop folded,
-// every message the stream holds: the tail's consumer has nothing pending
-// and nothing it delivered is still unfolded. Everything up to the
-// stream's last sequence as of the question, which is at least any
-// sequence the server named before, is then folded or gone.
-func (e *Engine) reachedEnd(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
-	defer cancel()
-	info, err := e.tailCons.Info(ctx)
-	if err != nil {
-		e.log.Warn("engine: tail consumer info", "err", err)
-		return false
-	}
-	return info.NumPending == 0 && len(e.tail) == 0 && info.Delivered.Stream <= e.state.Seq()
 }
 
 // commit writes a group of commands: runs of ordinary commands as fenced
@@ -261,6 +259,13 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 // land, until the write timeout.
 func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, inflight map[string]*pending) {
 	deadline := time.Now().Add(e.cfg.WriteTimeout)
+	backoff := firstBackoff
+	// A refusal that depends on the state (no such callout, already
+	// exists, in use) is held until the engine has made sure its state is
+	// the log's: another engine may have written what makes the command
+	// valid, and acknowledged it before this one was sent.
+	held := map[*pending]error{}
+	fresh := false
 	for attempt := 1; ; attempt++ {
 		e.drainTail(inflight)
 		var live []*pending
@@ -280,6 +285,7 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			return
 		}
 
+		clear(held) // validated again below
 		base := e.state.Seq()
 		ov := projection.NewOverlay(e.state)
 		var (
@@ -295,6 +301,10 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				pmsgs, err = e.messages(pevs)
 			}
 			if err != nil {
+				if !fresh && dependsOnState(err) {
+					held[p] = err
+					continue
+				}
 				p.answer(nil, 0, err)
 				continue
 			}
@@ -310,9 +320,12 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			inflight[pevs[0].ID] = p
 		}
 		if len(msgs) == 0 {
+			if e.settleHeld(ctx, held, &fresh, inflight) {
+				continue
+			}
 			return
 		}
-		plain := e.mark(ctx, msgs, evs, base, isAtomic)
+		plain := e.compact(ctx, msgs, evs, base, isAtomic)
 
 		wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
 		var n int
@@ -322,7 +335,9 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				n = len(msgs)
 			}
 		} else {
-			n, err = jetstream.PublishChain(wctx, e.js, base, msgs)
+			// No retry inside nats.go when no stream answers: this loop
+			// retries, with its own backoff and within the write timeout.
+			n, err = jetstream.PublishChain(wctx, e.js, base, msgs, natsjs.WithRetryAttempts(0))
 		}
 		cancel()
 		// A chain stores a prefix: fold and answer it whatever came after.
@@ -333,7 +348,9 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			}
 			e.folded.Store(e.state.Seq())
 			e.mu.Unlock()
+			e.progress.signal()
 			e.written.Add(uint64(n))
+			e.markWritten(base+uint64(n), evs[n-1])
 			if e.comp.ttl > 0 {
 				for _, i := range plain {
 					if i < n {
@@ -348,6 +365,21 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			}
 		}
 		if err == nil {
+			if e.settleHeld(ctx, held, &fresh, inflight) {
+				continue
+			}
+			return
+		}
+		// The server refused to store it: nothing was written, and trying
+		// again would only be refused again. Say so at once.
+		if refusal := refused(err); refusal != nil {
+			e.refused.Add(1)
+			e.warn.warn("engine: the server refused to store a write; nothing was written", "err", err)
+			for _, p := range owners {
+				if !p.done {
+					p.answer(nil, 0, refusal)
+				}
+			}
 			return
 		}
 
@@ -363,7 +395,8 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				target = fe.Actual
 			}
 		} else {
-			e.log.Warn("engine: write failed, checking the log for it", "err", err, "attempt", attempt)
+			e.retried.Add(1)
+			e.warn.warn("engine: write failed, checking the log for it", "err", err, "attempt", attempt)
 		}
 		if target == 0 {
 			var lerr error
@@ -376,11 +409,27 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				return
 			}
 		}
+		if target < base {
+			// The log is shorter than what this engine has folded: it
+			// lost its end under a running engine (a server restarted on
+			// a damaged or older store).
+			l := &logLoss{last: target, mark: base, where: "this engine's state"}
+			e.refuseWrites(l)
+			for _, p := range owners {
+				if !p.done {
+					p.answer(nil, 0, l.refusal())
+				}
+			}
+			return
+		}
 		if err := e.catchUp(ctx, target, inflight); err != nil {
-			e.log.Warn("engine: catching up after a failed write", "err", err)
+			e.warn.warn("engine: catching up after a failed write", "err", err)
 		}
 		if lost {
 			time.Sleep(rand.N(backoffAfterLoss))
+		} else {
+			time.Sleep(min(backoff, max(time.Until(deadline), 0)))
+			backoff = min(2*backoff, maxBackoff)
 		}
 	}
 }
@@ -408,4 +457,75 @@ func (e *Engine) lastSeq(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return s.CachedInfo().State.LastSeq, nil
+}
+
+// storageRefusals are the JetStream errors that say a write was refused,
+// not lost, and would be refused again: the store or the account is full,
+// the message is larger than the stream takes, the stream no longer takes
+// writes. Nothing was written. (Other answers, such as an atomic batch
+// that arrived incomplete, are worth another try.)
+var storageRefusals = map[natsjs.ErrorCode]bool{
+	10109: true, // invalid operation on sealed stream
+	10174: true, // atomic publish is disabled
+	10199: true, // atomic publish batch is too large
+	10023: true, // insufficient resources (the server's max_file_store / max_memory_store)
+	10002: true, // resource limits exceeded for account
+	10047: true, // insufficient storage resources available
+	10028: true, // insufficient memory resources available
+	10077: true, // store failed: maximum bytes / messages exceeded, message too large
+	10054: true, // message size exceeds maximum allowed
+	10097: true, // header size exceeds maximum allowed
+}
+
+// refused returns the answer for a write the server refused outright, or
+// nil when err leaves the outcome open or is a fence to retry.
+func refused(err error) *Error {
+	var apiErr *natsjs.APIError
+	switch {
+	case errors.As(err, &apiErr) && storageRefusals[apiErr.ErrorCode]:
+		return errorf(CodeStorage, "the server refused to store the write: %s (JetStream error %d); nothing was written",
+			apiErr.Description, apiErr.ErrorCode)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return errorf(CodeStorage, "the write is larger than the server's max payload; nothing was written")
+	}
+	return nil
+}
+
+// dependsOnState reports a refusal that a newer state might not make: the
+// callout or filter may exist there, or no longer.
+func dependsOnState(err error) bool {
+	var we *Error
+	if !errors.As(err, &we) {
+		return false
+	}
+	switch we.Code {
+	case CodeAlreadyExists, CodeFilterNotFound, CodeCalloutNotFound, CodeInUse, CodeIncompatibleLayer:
+		return true
+	}
+	return false
+}
+
+// settleHeld deals with the refusals commitRun held: if the log has moved
+// past the state, it folds up to the log's end and reports true, to
+// validate them again; otherwise (or once that was done) it answers them
+// with their refusals. Either way the state a refusal is judged on
+// includes every write acknowledged before the command arrived.
+func (e *Engine) settleHeld(ctx context.Context, held map[*pending]error, fresh *bool, inflight map[string]*pending) bool {
+	if len(held) == 0 {
+		return false
+	}
+	if !*fresh {
+		*fresh = true
+		if last, err := e.lastSeq(ctx); err == nil && last > e.state.Seq() {
+			if err := e.catchUp(ctx, last, inflight); err == nil {
+				clear(held)
+				return true
+			}
+		}
+	}
+	for p, err := range held {
+		p.answer(nil, 0, err)
+	}
+	clear(held)
+	return false
 }

@@ -11,13 +11,13 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/wfpnats/wfp/events"
-	"github.com/wfpnats/wfp/projection"
 )
 
 // serve registers the micro service. Reads answer from the state under a
-// read lock; writes are queued for the writer loop and answered from it, so
-// a handler never blocks the subscription and concurrent writes reach the
-// loop together, to be written as one group.
+// read lock, after a read barrier (read.go); writes are queued for the
+// writer loop and answered from it, so a handler never blocks the
+// subscription and concurrent writes reach the loop together, to be
+// written as one group.
 func (e *Engine) serve() error {
 	svc, err := micro.AddService(e.nc, micro.Config{
 		Name:        ServiceName,
@@ -58,16 +58,20 @@ func (e *Engine) serve() error {
 			return deleteFilter{ref: r}, err
 		})},
 		{"tx-apply", EndpointTxApply, e.write(func(data []byte) (command, error) {
-			var r TxRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
+			r, err := ParseTx(data)
+			if err != nil {
+				return nil, errorf(CodeInvalidParameter, "request: %v", err)
 			}
 			d, err := notifyTimeout(r.NotifyTimeoutMs)
-			return transaction{ops: r.Ops, notifyTimeout: d, brief: r.Brief}, err
+			return transaction{ops: inSession(r.Ops, r.SessionID), notifyTimeout: d, brief: r.Brief}, err
 		})},
-		{"callout-list", EndpointCalloutList, e.listCallouts},
-		{"filter-get", EndpointFilterGet, e.getFilter},
-		{"filter-list", EndpointFilterList, e.listFilters},
+		{"classify", EndpointClassify, e.classifyHandler},
+		{"session-open", EndpointSessionOpen, e.sessionOpen},
+		{"session-close", EndpointSessionClose, e.sessionClose},
+		{"session-list", EndpointSessionList, e.read(e.sessionList)},
+		{"callout-list", EndpointCalloutList, e.read(e.listCallouts)},
+		{"filter-get", EndpointFilterGet, e.read(e.getFilter)},
+		{"filter-list", EndpointFilterList, e.read(e.listFilters)},
 	}
 	for _, ep := range endpoints {
 		if err := g.AddEndpoint(ep.name, ep.h, micro.WithEndpointSubject(ep.subject)); err != nil {
@@ -77,10 +81,11 @@ func (e *Engine) serve() error {
 	return nil
 }
 
-// decode parses a JSON request body; a malformed one is the caller's error.
+// decode parses a JSON request body strictly (DecodeStrict), naming what
+// was wrong.
 func decode(data []byte, v any) error {
-	if err := json.Unmarshal(data, v); err != nil {
-		return errorf(CodeInvalidParameter, "request is not valid JSON for this endpoint: %v", err)
+	if err := DecodeStrict(data, v); err != nil {
+		return errorf(CodeInvalidParameter, "request: %v", err)
 	}
 	return nil
 }
@@ -157,61 +162,6 @@ func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
 	}
 }
 
-func (e *Engine) getFilter(req micro.Request) {
-	var ref FilterRef
-	if err := decode(req.Data(), &ref); err != nil {
-		respondError(req, err)
-		return
-	}
-	var resp FilterResponse
-	var err error
-	e.View(func(s *projection.State) {
-		resp.Seq = s.Seq()
-		resp.Filter, err = lookupFilter(s, ref)
-	})
-	if err != nil {
-		respondError(req, err)
-		return
-	}
-	_ = req.RespondJSON(resp)
-}
-
-func (e *Engine) listFilters(req micro.Request) {
-	var r ListFiltersRequest
-	if len(req.Data()) > 0 {
-		if err := decode(req.Data(), &r); err != nil {
-			respondError(req, err)
-			return
-		}
-	}
-	var resp ListFiltersResponse
-	e.View(func(s *projection.State) {
-		resp.Seq = s.Seq()
-		resp.Filters = s.Filters(r.template())
-	})
-	// Filters are never changed once folded, only replaced, so they can be
-	// marshalled outside the lock.
-	_ = req.RespondJSON(resp)
-}
-
-func (e *Engine) listCallouts(req micro.Request) {
-	var resp ListCalloutsResponse
-	e.View(func(s *projection.State) {
-		resp.Seq = s.Seq()
-		for _, c := range s.Callouts() {
-			agents := e.agents.forCallout(c.Key)
-			if agents == nil {
-				agents = []AgentInfo{}
-			}
-			resp.Callouts = append(resp.Callouts, CalloutInfo{Callout: *c, FilterCount: s.FiltersNaming(c.Key), Agents: agents})
-		}
-	})
-	if resp.Callouts == nil {
-		resp.Callouts = []CalloutInfo{}
-	}
-	_ = req.RespondJSON(resp)
-}
-
 // respondError sends err with its WFP code in the micro error headers and
 // as a JSON body, so both `nats req` users and the Go client can read it.
 func respondError(req micro.Request, err error) {
@@ -243,14 +193,4 @@ func jsonMsg(v any) *nats.Msg {
 		return errorMsg(err)
 	}
 	return m
-}
-
-func (e *Engine) publishReply(subject string, m *nats.Msg) {
-	if subject == "" {
-		return // a publish without a reply subject asked for no answer
-	}
-	m.Subject = subject
-	if err := e.nc.PublishMsg(m); err != nil {
-		e.log.Warn("engine: answering a request", "subject", subject, "err", err)
-	}
 }

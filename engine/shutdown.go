@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // taken counts the requests the API has taken and not answered yet, so
@@ -63,6 +64,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		if err := e.svc.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("engine: stop the API: %w", err))
 		}
+		_ = e.nc.FlushTimeout(time.Second) // no new request is routed here
 	}
 	if n := e.taken.wait(ctx); n > 0 {
 		errs = append(errs, fmt.Errorf("engine: %d request(s) left unanswered: %w", n, ctx.Err()))

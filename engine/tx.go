@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"time"
 
@@ -41,6 +42,9 @@ type TxRequest struct {
 	// Brief asks for an answer without the events (Count says how many
 	// were written): for bulk loads, whose caller knows what it sent.
 	Brief bool `json:"brief,omitempty"`
+	// SessionID, if set, puts every add that names no session of its own
+	// in that dynamic session (R8).
+	SessionID string `json:"sessionId,omitempty"`
 }
 
 // TxResponse reports a committed transaction: the events it wrote, from
@@ -57,6 +61,20 @@ type TxResponse struct {
 // in one atomic batch, whose size the server limits
 // (jetstream.limits.batch.max_size, 1000 by default).
 const MaxTxOps = jetstream.MaxBatch
+
+// ParseTx reads a transaction in either of its two forms, the API's
+// {"ops":[...]} object or a bare array of operations, strictly (see
+// DecodeStrict): an unknown field anywhere, or data after the JSON, is
+// refused.
+func ParseTx(data []byte) (TxRequest, error) {
+	var req TxRequest
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '[' {
+		err := DecodeStrict(data, &req.Ops)
+		return req, err
+	}
+	err := DecodeStrict(data, &req)
+	return req, err
+}
 
 type transaction struct {
 	ops           []TxOp

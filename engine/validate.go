@@ -82,13 +82,18 @@ func (cmd addCallout) event(v projection.View, _ uint64) (*events.Event, error) 
 	if err := checkText("description", c.Description, false, maxDescriptionLen); err != nil {
 		return nil, err
 	}
-	if err := checkText("layer", c.Layer, false, maxNameLen); err != nil {
-		return nil, err
+	if c.Layer != "" {
+		if c.Layer, err = layerName("layer", c.Layer); err != nil {
+			return nil, err
+		}
 	}
 	if err := optionalKey("providerKey", &c.ProviderKey); err != nil {
 		return nil, err
 	}
 	if err := checkFlags(c.Flags, events.CalloutFlags); err != nil {
+		return nil, err
+	}
+	if err := checkSession(v, &c.Session); err != nil {
 		return nil, err
 	}
 	if _, ok := v.Callout(c.Key); ok {
@@ -130,8 +135,13 @@ func (cmd addFilter) event(v projection.View, seq uint64) (*events.Event, error)
 	if err := checkText("layer", f.Layer, true, maxNameLen); err != nil {
 		return nil, err
 	}
-	if err := optionalKey("subLayerKey", &f.SubLayerKey); err != nil {
+	if f.Layer, err = layerName("layer", f.Layer); err != nil {
 		return nil, err
+	}
+	if f.SubLayerKey != "" {
+		if f.SubLayerKey, err = subLayerKey("subLayerKey", f.SubLayerKey); err != nil {
+			return nil, err
+		}
 	}
 	if err := optionalKey("providerKey", &f.ProviderKey); err != nil {
 		return nil, err
@@ -143,6 +153,9 @@ func (cmd addFilter) event(v projection.View, seq uint64) (*events.Event, error)
 		return nil, err
 	}
 	if err := checkFlags(f.Flags, events.FilterFlags); err != nil {
+		return nil, err
+	}
+	if err := checkSession(v, &f.Session); err != nil {
 		return nil, err
 	}
 	if !f.Action.Valid() {
@@ -161,6 +174,9 @@ func (cmd addFilter) event(v projection.View, seq uint64) (*events.Event, error)
 		}
 		if c.Layer != "" && c.Layer != f.Layer {
 			return nil, errorf(CodeIncompatibleLayer, "layer: callout %s applies to layer %s, not %s", c.Key, c.Layer, f.Layer)
+		}
+		if err := checkCalloutSession(f, c); err != nil {
+			return nil, err
 		}
 	} else if f.CalloutKey != "" {
 		return nil, errorf(CodeInvalidParameter, "calloutKey: action %s names no callout", f.Action)
@@ -228,8 +244,13 @@ func checkText(field, s string, required bool, max int) error {
 		return errorf(CodeInvalidParameter, "%s is required", field)
 	case len(s) > max:
 		return errorf(CodeInvalidParameter, "%s: %d bytes, at most %d", field, len(s), max)
-	case strings.ContainsAny(s, "\r\n\x00"):
+	case strings.ContainsAny(s, "\r\n"):
 		return errorf(CodeInvalidParameter, "%s: must be one line", field)
+	}
+	// Names and descriptions end up in terminals (engine filter list,
+	// agents' logs) and in headers: nothing that a terminal would act on.
+	if why := unprintable(s); why != "" {
+		return errorf(CodeInvalidParameter, "%s: %s", field, why)
 	}
 	return nil
 }
@@ -252,11 +273,16 @@ func checkConditions(cs []events.Condition) error {
 		if c.Match == "" {
 			c.Match = events.MatchEqual
 		}
-		if err := checkText(fmt.Sprintf("conditions[%d].field", i), c.Field, true, maxConditionLen); err != nil {
+		field := fmt.Sprintf("conditions[%d].field", i)
+		if err := checkText(field, c.Field, true, maxConditionLen); err != nil {
 			return err
 		}
-		if len(c.Value) > maxConditionLen {
-			return errorf(CodeInvalidParameter, "conditions[%d].value: %d bytes, at most %d", i, len(c.Value), maxConditionLen)
+		var err error
+		if c.Field, err = conditionField(field, c.Field); err != nil {
+			return err
+		}
+		if err := checkText(fmt.Sprintf("conditions[%d].value", i), c.Value, false, maxConditionLen); err != nil {
+			return err
 		}
 		if !slices.Contains(events.MatchTypes, c.Match) {
 			return errorf(CodeInvalidParameter, "conditions[%d].match: %q is not one of %v", i, c.Match, events.MatchTypes)

@@ -6,4 +6,10 @@
 // decoder is deliberately lenient (R5): unknown fields are ignored and an
 // unknown event type decodes into an Event whose Known method reports false,
 // so a newer writer never stops an older reader.
+//
+// The codec is written by hand on msgpack's low-level API (encode.go,
+// decode.go), not by reflection: readers of the log are bound by decoding.
+// Its bytes are those the reflection encoder wrote, pinned by
+// testdata/golden.txt. Strings that many filters repeat (layer, action,
+// callout key, condition fields) decode to one shared copy (intern.go).
 package events

@@ -1,13 +1,10 @@
 package events
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Type names an event. Readers must tolerate types they do not know (R5).
@@ -28,7 +25,7 @@ const SchemaVersion = 1
 // Known reports whether t is a type this code understands.
 func (t Type) Known() bool {
 	switch t {
-	case FilterAdded, FilterDeleted, CalloutAdded, CalloutDeleted:
+	case FilterAdded, FilterDeleted, CalloutAdded, CalloutDeleted, SessionOpened, SessionClosed:
 		return true
 	}
 	return false
@@ -36,7 +33,7 @@ func (t Type) Known() bool {
 
 // Event is one entry of the log. Filter events carry the whole filter, also
 // on delete, so an agent that never saw the add still learns what went away
-// (R4). Callout events carry the callout.
+// (R4). Callout events carry the callout, session events the session.
 type Event struct {
 	Schema  int       `msgpack:"v" json:"schema"`
 	Type    Type      `msgpack:"t" json:"type"`
@@ -48,6 +45,9 @@ type Event struct {
 	// the delete: "rejected by agent X: ..." for an add a callout refused
 	// (R7).
 	Reason string `msgpack:"r,omitempty" json:"reason,omitempty"`
+	// Session is the session of a SessionOpened or SessionClosed (see
+	// session.go).
+	Session *Session `msgpack:"s,omitempty" json:"session,omitempty"`
 }
 
 // Known reports whether this code can act on the event: a known type, a
@@ -59,6 +59,8 @@ func (e *Event) Known() bool {
 	switch e.Type {
 	case FilterAdded, FilterDeleted:
 		return e.Filter != nil && e.Filter.Key != ""
+	case SessionOpened, SessionClosed:
+		return e.Session != nil && e.Session.ID != ""
 	default:
 		return e.Callout != nil && e.Callout.Key != ""
 	}
@@ -77,30 +79,3 @@ func NewCalloutEvent(t Type, c *Callout) *Event {
 
 // ErrMalformed is wrapped by Decode for payloads that are not an event.
 var ErrMalformed = errors.New("events: malformed payload")
-
-// Encode returns the msgpack payload of e.
-func Encode(e *Event) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(enc)
-	enc.Reset(&buf)
-	enc.UseCompactInts(true)
-	if err := enc.Encode(e); err != nil {
-		return nil, fmt.Errorf("events: encode %s: %w", e.Type, err)
-	}
-	return buf.Bytes(), nil
-}
-
-// Decode parses a payload. Unknown fields are ignored and an unknown type is
-// not an error (check Event.Known); only bytes that are not a msgpack map of
-// the envelope's shape fail, wrapped in ErrMalformed.
-func Decode(data []byte) (*Event, error) {
-	var e Event
-	if err := msgpack.Unmarshal(data, &e); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if e.Type == "" {
-		return nil, fmt.Errorf("%w: no event type", ErrMalformed)
-	}
-	return &e, nil
-}

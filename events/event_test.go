@@ -107,11 +107,14 @@ func TestMessageHeadersAndSubject(t *testing.T) {
 }
 
 func TestParseKey(t *testing.T) {
-	k, err := ParseKey("5B1F0C0E-8A43-4B8E-9D7C-3C2F2D1A0B01")
-	if err != nil || k != "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01" {
-		t.Fatalf("ParseKey = %q, %v", k, err)
+	const want = "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"
+	for _, in := range []string{"5B1F0C0E-8A43-4B8E-9D7C-3C2F2D1A0B01", "{5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01}", "{5B1F0C0E-8A43-4B8E-9D7C-3C2F2D1A0B01}"} {
+		if k, err := ParseKey(in); err != nil || k != want {
+			t.Errorf("ParseKey(%q) = %q, %v; want %s", in, k, err, want)
+		}
 	}
-	for _, bad := range []string{"", "x", "{5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01}", "5b1f0c0e8a434b8e9d7c3c2f2d1a0b01"} {
+	for _, bad := range []string{"", "x", "5b1f0c0e8a434b8e9d7c3c2f2d1a0b01", "{5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01",
+		"urn:uuid:5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01", "00000000-0000-0000-0000-000000000000", "{00000000-0000-0000-0000-000000000000}"} {
 		if _, err := ParseKey(bad); err == nil {
 			t.Errorf("ParseKey(%q) accepted", bad)
 		}

@@ -18,6 +18,8 @@ const (
 	HeaderLayer       = "Wfp-Layer"
 	HeaderContentType = "Content-Type"
 	ContentType       = "application/msgpack"
+	// GapEvent is the Wfp-Event of a gap filler (see Subjects.Gap).
+	GapEvent = "Gap"
 )
 
 // Message is an event ready to publish. Header has the shape of
@@ -41,10 +43,15 @@ func (s Subjects) Message(e *Event) (Message, error) {
 		return Message{}, err
 	}
 	m := Message{Data: data, Header: make(map[string][]string, 8)}
-	if e.Filter != nil {
+	switch {
+	case e.Filter != nil:
 		m.Subject = s.Filter(e.Filter)
-	} else {
+	case e.Callout != nil:
 		m.Subject = s.Callout(e.Callout.Key)
+	case e.Session != nil:
+		m.Subject = s.Session(e.Session.ID)
+	default:
+		return Message{}, fmt.Errorf("events: %s event has no filter, callout or session: no subject", e.Type)
 	}
 	h := header(m.Header)
 	h.Set(HeaderMsgID, e.ID)
@@ -65,6 +72,7 @@ func (s Subjects) Message(e *Event) (Message, error) {
 			h.Set(HeaderLayer, c.Layer)
 		}
 	}
+	setSessionHeader(h, e)
 	return m, nil
 }
 
@@ -79,12 +87,25 @@ func (s Subjects) Message(e *Event) (Message, error) {
 // seconds; absent or "0": tombstones are kept for ever), so every reader
 // knows how long a delete stays readable. A reader away from the log for
 // longer than that cannot trust it to show every delete, and resyncs.
+//
+// Readers confined to one callout's filter subjects may not read the
+// stream's configuration, so every filter event also carries the horizon
+// it was written under, in HeaderHorizon (whole seconds; absent: kept for
+// ever): the newest event a reader has read tells it the horizon now.
 const (
 	HeaderRollup  = "Nats-Rollup"
 	RollupSubject = "sub" // the value of HeaderRollup: roll up this subject only
 	HeaderTTL     = "Nats-TTL"
+	HeaderHorizon = "Wfp-Horizon"
 	MetaHorizon   = "wfp.horizon"
 )
+
+// IsTombstone reports whether events of type t end their subject's
+// object (a filter, a callout, a session): such an event rolls the
+// subject up and expires after the horizon.
+func IsTombstone(t Type) bool {
+	return t == FilterDeleted || t == CalloutDeleted || t == SessionClosed
+}
 
 // FormatTTL renders a horizon as the value of Nats-TTL and MetaHorizon:
 // whole seconds, rounded up, so a tombstone never leaves earlier than the
@@ -108,9 +129,8 @@ func ParseHorizon(v string) (time.Duration, error) {
 }
 
 // Compact makes m a tombstone that rolls up its subject and, for
-// ttl > 0, expires after ttl. It is for FilterDeleted and CalloutDeleted
-// messages only: a rolled-up add would erase the history of a filter that
-// still exists.
+// ttl > 0, expires after ttl. It is for tombstones only (IsTombstone): a
+// rolled-up add would erase the history of a filter that still exists.
 func (m Message) Compact(ttl time.Duration) {
 	h := header(m.Header)
 	h.Set(HeaderRollup, RollupSubject)

@@ -90,6 +90,9 @@ type Filter struct {
 	Flags        []string    `msgpack:"fl,omitempty" json:"flags,omitempty"`
 	ProviderKey  string      `msgpack:"pk,omitempty" json:"providerKey,omitempty"`
 	ProviderData []byte      `msgpack:"pd,omitempty" json:"providerData,omitempty"`
+	// Session is the dynamic session the filter was added in: it is
+	// deleted when that session ends (R8). Empty for a permanent filter.
+	Session string `msgpack:"s,omitempty" json:"sessionId,omitempty"`
 }
 
 // HasFlag reports whether the filter carries flag.
@@ -117,6 +120,9 @@ type Callout struct {
 	Layer       string   `msgpack:"l,omitempty" json:"layer,omitempty"`
 	Flags       []string `msgpack:"fl,omitempty" json:"flags,omitempty"`
 	ProviderKey string   `msgpack:"pk,omitempty" json:"providerKey,omitempty"`
+	// Session is the dynamic session the callout object was added in, as
+	// for Filter.Session.
+	Session string `msgpack:"s,omitempty" json:"sessionId,omitempty"`
 }
 
 // HasFlag reports whether the callout carries flag.
@@ -137,11 +143,20 @@ func (f *Filter) String() string {
 }
 
 // ParseKey checks that s is a UUID and returns its canonical lower-case
-// form, so one key always maps to one subject.
+// form, so one key always maps to one subject. It takes the 8-4-4-4-12
+// form in either case, bare or in braces as Windows writes GUIDs
+// ({...}); the all-zero UUID names nothing and is refused.
 func ParseKey(s string) (string, error) {
-	u, err := uuid.Parse(s)
-	if err != nil || len(s) != 36 {
+	t := s
+	if len(t) == 38 && t[0] == '{' && t[37] == '}' {
+		t = t[1:37]
+	}
+	u, err := uuid.Parse(t)
+	if err != nil || len(t) != 36 {
 		return "", fmt.Errorf("%q is not a UUID in 8-4-4-4-12 form", s)
+	}
+	if u == uuid.Nil {
+		return "", fmt.Errorf("%q is the all-zero UUID, which names nothing", s)
 	}
 	return u.String(), nil
 }

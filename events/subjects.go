@@ -39,10 +39,13 @@ func (s Subjects) CalloutFilters(key string) string {
 }
 
 // Stream returns the subjects the event-log stream captures:
-// "<prefix>.filter.>" and "<prefix>.callout.>". Not "<prefix>.>": the
-// engine's API and the agent protocol live under the same prefix, and a
-// stream capturing them would store every request and answer it.
-func (s Subjects) Stream() []string { return []string{s.Prefix + ".filter.>", s.Prefix + ".callout.>"} }
+// "<prefix>.filter.>", "<prefix>.callout.>" and "<prefix>.session.*". Not
+// "<prefix>.>": the engine's API, the agent protocol and session heartbeats
+// live under the same prefix, and a stream capturing them would store every
+// request and answer it.
+func (s Subjects) Stream() []string {
+	return []string{s.Prefix + ".filter.>", s.Prefix + ".callout.>", s.AllSessions()}
+}
 
 // CalloutOfFilters is the inverse of CalloutFilters: the callout token
 // (a key, or NoCallout) of a subject of that form.
@@ -63,6 +66,12 @@ func (s Subjects) AllFilters() string { return s.Prefix + ".filter.>" }
 
 // FilterKeyAnyCallout matches filter key's subject whichever callout it names.
 func (s Subjects) FilterKeyAnyCallout(key string) string { return s.Prefix + ".filter.*." + key }
+
+// Gap returns the subject of gap fillers: empty messages an engine writes
+// after an operator accepted the loss of the log's end, so that the
+// stream's sequence, and with it filter ids, goes on past the lost
+// sequences. Readers skip them; they carry no event.
+func (s Subjects) Gap() string { return s.Prefix + ".callout._gap" }
 
 // API returns the subject of a management API endpoint.
 func (s Subjects) API(endpoint string) string { return s.Prefix + ".api." + endpoint }

@@ -38,7 +38,11 @@ var ErrChainBroken = errors.New("jetstream: publish chain broken")
 // *FenceError) if a later one did, or another error. After a timeout or a
 // lost connection, messages past n may still have been stored: re-read the
 // stream before deciding.
-func PublishChain(ctx context.Context, js natsjs.JetStream, expectedLast uint64, msgs []*nats.Msg) (n int, err error) {
+//
+// opts go to each PublishMsgAsync: natsjs.WithRetryAttempts(0), say, for
+// a caller that retries on its own terms rather than nats.go's (which
+// waits 250 ms and tries again twice when no stream answers).
+func PublishChain(ctx context.Context, js natsjs.JetStream, expectedLast uint64, msgs []*nats.Msg, opts ...natsjs.PublishOpt) (n int, err error) {
 	if len(msgs) == 0 {
 		return 0, ErrEmptyBatch
 	}
@@ -56,7 +60,7 @@ func PublishChain(ctx context.Context, js natsjs.JetStream, expectedLast uint64,
 			out.Header.Set(natsjs.ExpectedLastMsgIDHeader, prevID)
 		}
 		prevID = id
-		if futures[i], err = js.PublishMsgAsync(out); err != nil {
+		if futures[i], err = js.PublishMsgAsync(out, opts...); err != nil {
 			// Nothing after i was sent; what was sent is resolved below.
 			futures = futures[:i]
 			break

@@ -84,9 +84,15 @@ func (c StreamConfig) validate() error {
 //
 // Compaction is the writer's doing, message by message: a tombstone
 // carries Nats-Rollup: sub (AllowRollup; the server refuses roll-ups on a
-// stream that denies purge, so DenyPurge is owned too, and off) and, with
-// a horizon, Nats-TTL (AllowMsgTTL, which the server never lets a stream
-// turn off again, so it is on whatever the horizon).
+// stream that denies purge, so DenyPurge is owned too, and off; who may
+// purge is left to permissions: only the engine's set has the stream API)
+// and, with a horizon, Nats-TTL (AllowMsgTTL, which the server never lets a
+// stream turn off again, so it is on whatever the horizon).
+//
+// Message delete is denied: nothing of ours deletes single messages (the
+// janitor purges whole subjects), and an API client that could would cut
+// a filter's history silently (the server then refuses it even to a user
+// with the API right; it cannot be undone on a stream).
 func (c StreamConfig) natsConfig() natsjs.StreamConfig {
 	return natsjs.StreamConfig{
 		Name:               c.Name,
@@ -105,6 +111,7 @@ func (c StreamConfig) natsConfig() natsjs.StreamConfig {
 		AllowDirect:        true, // cheap GetMsg / last-by-subject reads
 		AllowRollup:        true, // a tombstone replaces its subject's history
 		DenyPurge:          false,
+		DenyDelete:         true,
 		AllowMsgTTL:        true, // tombstones expire after the horizon
 		Metadata:           map[string]string{events.MetaHorizon: c.horizonMeta()},
 	}
@@ -113,7 +120,7 @@ func (c StreamConfig) natsConfig() natsjs.StreamConfig {
 // EnsureStream creates the stream, or updates it if it exists with
 // different settings, idempotently. Only the settings this package owns are
 // compared and imposed (see natsConfig); anything else an operator set on an
-// existing stream (description, placement, deny-delete, ...) is kept.
+// existing stream (description, placement, deny-purge, ...) is kept.
 // If the server refuses the update (for instance the storage type cannot
 // change), the error says which settings differ.
 func EnsureStream(ctx context.Context, js natsjs.JetStream, cfg StreamConfig) (natsjs.Stream, error) {
@@ -190,6 +197,7 @@ func imposeOwned(dst *natsjs.StreamConfig, want natsjs.StreamConfig) {
 	dst.AllowDirect = want.AllowDirect
 	dst.AllowRollup = want.AllowRollup
 	dst.DenyPurge = want.DenyPurge
+	dst.DenyDelete = want.DenyDelete
 	dst.AllowMsgTTL = want.AllowMsgTTL
 	// Only our key: the server and operators keep metadata of their own.
 	md := make(map[string]string, len(dst.Metadata)+1)
@@ -232,6 +240,7 @@ func configDiff(have, want natsjs.StreamConfig) []string {
 	check("allow_direct", have.AllowDirect, want.AllowDirect)
 	check("allow_rollup_hdrs", have.AllowRollup, want.AllowRollup)
 	check("deny_purge", have.DenyPurge, want.DenyPurge)
+	check("deny_delete", have.DenyDelete, want.DenyDelete)
 	check("allow_msg_ttl", have.AllowMsgTTL, want.AllowMsgTTL)
 	check("metadata "+events.MetaHorizon, have.Metadata[events.MetaHorizon], want.Metadata[events.MetaHorizon])
 	return d

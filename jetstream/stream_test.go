@@ -17,7 +17,7 @@ func TestStreamConfigDefaultsAndSubjects(t *testing.T) {
 	if c.Name != "WFP" || c.Prefix != "wfp" || c.Replicas != 1 {
 		t.Fatalf("defaults: %+v", c)
 	}
-	want := []string{"wfp.filter.>", "wfp.callout.>"}
+	want := []string{"wfp.filter.>", "wfp.callout.>", "wfp.session.*"}
 	if got := (StreamConfig{}).Subjects(); !slices.Equal(got, want) {
 		t.Fatalf("Subjects() = %v, want %v", got, want)
 	}
@@ -34,7 +34,7 @@ func TestStreamConfigDefaultsAndSubjects(t *testing.T) {
 func TestEnsureStreamCreatesWithOwnedSettings(t *testing.T) {
 	_, s := setupStream(t)
 	cfg := s.CachedInfo().Config
-	if !slices.Equal(cfg.Subjects, []string{"wfp.filter.>", "wfp.callout.>"}) {
+	if !slices.Equal(cfg.Subjects, []string{"wfp.filter.>", "wfp.callout.>", "wfp.session.*"}) {
 		t.Errorf("subjects %v", cfg.Subjects)
 	}
 	if cfg.Storage != natsjs.FileStorage || !cfg.AllowAtomicPublish || !cfg.AllowDirect ||
@@ -210,5 +210,37 @@ func TestEnsureStreamDenyPurgeIsExplained(t *testing.T) {
 	_, err := EnsureStream(ctx, js, StreamConfig{})
 	if err == nil || !strings.Contains(err.Error(), "deny_purge") || !strings.Contains(err.Error(), "roll-ups") {
 		t.Fatalf("want an error explaining deny_purge, got %v", err)
+	}
+}
+
+// Hardening: the server refuses to delete a message from the log, also
+// on a stream made before deny_delete existed; purge stays possible
+// because compaction's roll-ups need it.
+func TestEnsureStreamDeniesMessageDelete(t *testing.T) {
+	e := startServer(t)
+	js := connectJS(t, e)
+	ctx := testCtx(t)
+	if _, err := js.CreateStream(ctx, natsjs.StreamConfig{Name: "WFP", Subjects: []string{"wfp.filter.>", "wfp.callout.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := EnsureStream(ctx, js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := s.CachedInfo().Config; !cfg.DenyDelete || cfg.DenyPurge {
+		t.Fatalf("deny_delete %v deny_purge %v, want true and false", cfg.DenyDelete, cfg.DenyPurge)
+	}
+	ack, err := js.Publish(ctx, "wfp.filter.C.k1", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(ctx, ack.Sequence); err == nil {
+		t.Fatal("message delete allowed")
+	}
+	if err := s.SecureDeleteMsg(ctx, ack.Sequence); err == nil {
+		t.Fatal("secure message delete allowed")
+	}
+	if st := state(t, s); st.Msgs != 1 {
+		t.Fatalf("%d messages after refused deletes, want 1", st.Msgs)
 	}
 }

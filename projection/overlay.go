@@ -9,6 +9,10 @@ type View interface {
 	FilterByID(id uint64) (*events.Filter, bool)
 	Callout(key string) (*events.Callout, bool)
 	FiltersNaming(calloutKey string) int
+	// Session returns an open dynamic session; SessionObjects the live
+	// filters (by id) and callouts (by key) added in it.
+	Session(id string) (*events.Session, bool)
+	SessionObjects(id string) ([]*events.Filter, []*events.Callout)
 }
 
 var (
@@ -25,7 +29,8 @@ type Overlay struct {
 	filters  map[string]*events.Filter // nil value: deleted in the overlay
 	byID     map[uint64]*events.Filter // nil value: deleted in the overlay
 	callouts map[string]*events.Callout
-	naming   map[string]int // callout key -> change in filters naming it
+	naming   map[string]int             // callout key -> change in filters naming it
+	sessions map[string]*events.Session // nil value: closed in the overlay
 }
 
 // NewOverlay returns an empty overlay on base. The base may itself be an
@@ -42,6 +47,7 @@ func (o *Overlay) Reset() {
 	o.byID = make(map[uint64]*events.Filter)
 	o.callouts = make(map[string]*events.Callout)
 	o.naming = make(map[string]int)
+	o.sessions = make(map[string]*events.Session)
 }
 
 // Apply stages ev as if stored at seq, with State.Apply's semantics.
@@ -63,6 +69,10 @@ func (o *Overlay) Apply(seq uint64, ev *events.Event) {
 		o.callouts[ev.Callout.Key] = ev.Callout
 	case events.CalloutDeleted:
 		o.callouts[ev.Callout.Key] = nil
+	case events.SessionOpened:
+		o.sessions[ev.Session.ID] = ev.Session
+	case events.SessionClosed:
+		o.sessions[ev.Session.ID] = nil
 	}
 }
 

@@ -27,6 +27,11 @@ type State struct {
 	byCallout  index
 	byLayer    index
 	byProvider index
+	sess       sessions      // dynamic sessions (session.go)
+	layers     layerVersions // per-layer change counters (layers.go)
+	// h keeps removed entries for reads as of earlier positions
+	// (history.go).
+	h history
 }
 
 type index map[string]map[string]*events.Filter
@@ -103,16 +108,30 @@ func (s *State) Apply(seq uint64, ev *events.Event) bool {
 		s.byCallout.add(f.CalloutKey, f)
 		s.byLayer.add(f.Layer, f)
 		s.byProvider.add(f.ProviderKey, f)
+		s.sess.filterIn(f)
+		s.layers.touch(f.Layer)
+		s.added(f)
 		return true
 	case events.FilterDeleted:
 		return s.removeFilter(ev.Filter.Key)
 	case events.CalloutAdded:
+		s.sess.calloutIn(ev.Callout, s.callouts[ev.Callout.Key])
+		s.calloutAdded(ev.Callout, s.callouts[ev.Callout.Key])
 		s.callouts[ev.Callout.Key] = ev.Callout
 		return true
 	case events.CalloutDeleted:
-		_, ok := s.callouts[ev.Callout.Key]
+		c, ok := s.callouts[ev.Callout.Key]
+		if ok {
+			s.sess.calloutOut(c)
+			s.calloutRemoved(c)
+		}
 		delete(s.callouts, ev.Callout.Key)
 		return ok
+	case events.SessionOpened:
+		s.sess.opened(ev.Session)
+		return true
+	case events.SessionClosed:
+		return s.sess.closed(ev.Session)
 	}
 	return false
 }
@@ -127,6 +146,9 @@ func (s *State) removeFilter(key string) bool {
 	s.byCallout.remove(f.CalloutKey, f)
 	s.byLayer.remove(f.Layer, f)
 	s.byProvider.remove(f.ProviderKey, f)
+	s.sess.filterOut(f)
+	s.layers.touch(f.Layer)
+	s.removed(f)
 	return true
 }
 

@@ -58,7 +58,7 @@ func TestFencingTwoEnginesOneStream(t *testing.T) {
 				o := outcome{key: key}
 				if r.IntN(3) > 0 {
 					o.op = "add"
-					o.filter, o.err = client.AddFilter(ctx, events.Filter{Key: key, Name: "f", Layer: "L",
+					o.filter, o.err = client.AddFilter(ctx, events.Filter{Key: key, Name: "f", Layer: "ALE_AUTH_CONNECT_V4",
 						Action: events.ActionCalloutInspection, CalloutKey: co.Key})
 				} else {
 					o.op = "delete"
@@ -168,7 +168,7 @@ func TestEngineStateEqualsFoldOfLog(t *testing.T) {
 		case op == 2:
 			_ = w.client.DeleteCallout(ctx, callouts[r.IntN(len(callouts))]) // may be in use or gone
 		case op < 7:
-			f := events.Filter{Name: "f", Layer: fmt.Sprint("L", r.IntN(3)), Action: events.ActionBlock}
+			f := events.Filter{Name: "f", Layer: []string{"ALE_AUTH_CONNECT_V4", "ALE_AUTH_RECV_ACCEPT_V4", "STREAM_V4"}[r.IntN(3)], Action: events.ActionBlock}
 			if r.IntN(2) == 0 {
 				f.Action, f.CalloutKey = events.ActionCalloutTerminating, callouts[r.IntN(len(callouts))]
 			}

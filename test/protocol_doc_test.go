@@ -112,6 +112,7 @@ func TestProtocolDoc_PayloadFields(t *testing.T) {
 		{"### Filter", reflect.TypeFor[events.Filter]()},
 		{"### Condition", reflect.TypeFor[events.Condition]()},
 		{"### Callout", reflect.TypeFor[events.Callout]()},
+		{"### Session", reflect.TypeFor[events.Session]()},
 	} {
 		rows := map[string][]string{}
 		for _, r := range tableRows(section(t, doc, rec.heading)) {
@@ -190,9 +191,13 @@ func TestProtocolDoc_JSONFields(t *testing.T) {
 			engine.CalloutResponse{}, engine.DeleteResponse{}, engine.ListFiltersResponse{},
 			engine.ListCalloutsResponse{}, engine.CalloutInfo{}, engine.AgentInfo{}, engine.TxOp{},
 			engine.TxRequest{}, engine.TxResponse{}, engine.Rejection{}, engine.Error{}, projection.Template{},
+			engine.ClassifyRequest{}, engine.ClassifyResponse{}, engine.ClassifyStep{},
+			engine.OpenSessionRequest{}, engine.SessionResponse{}, engine.SessionRef{}, engine.CloseSessionResponse{},
+			engine.SessionInfo{}, engine.ListSessionsResponse{},
 		},
 		"### Announcements":         {events.Announcement{}},
 		"### Notify results and R7": {events.NotifyResult{}},
+		"### Classify calls":        {events.ClassifyCall{}, events.ClassifyAnswer{}},
 	} {
 		sec := section(t, doc, heading)
 		for _, v := range types {
@@ -319,11 +324,18 @@ func TestProtocolDoc_TimingAndLimits(t *testing.T) {
 		values[r[len(r)-1]] = true
 	}
 	for what, v := range map[string]string{
-		"events.SchemaVersion":        strconv.Itoa(events.SchemaVersion),
-		"events.AnnounceInterval":     events.AnnounceInterval.String(),
-		"events.AgentTTL":             events.AgentTTL.String(),
-		"engine.DefaultNotifyTimeout": engine.DefaultNotifyTimeout.String(),
-		"engine.MaxTxOps":             strconv.Itoa(engine.MaxTxOps),
+		"events.SchemaVersion":          strconv.Itoa(events.SchemaVersion),
+		"events.AnnounceInterval":       events.AnnounceInterval.String(),
+		"events.AgentTTL":               events.AgentTTL.String(),
+		"events.AgentGrace":             events.AgentGrace.String(),
+		"engine.DefaultNotifyTimeout":   engine.DefaultNotifyTimeout.String(),
+		"engine.MaxTxOps":               strconv.Itoa(engine.MaxTxOps),
+		"engine.DefaultSessionLease":    engine.DefaultSessionLease.String(),
+		"engine.MinSessionLease":        engine.MinSessionLease.String(),
+		"engine.MaxSessionLease":        engine.MaxSessionLease.String(),
+		"engine.DefaultClassifyTimeout": engine.DefaultClassifyTimeout.String(),
+		"events.AgentClassifyTimeout":   events.AgentClassifyTimeout.String(),
+		"events.MaxNoteLen":             strconv.Itoa(events.MaxNoteLen),
 	} {
 		if !values["`"+v+"`"] {
 			t.Errorf("%s = %s is not in the timing and limits table", what, v)

@@ -10,6 +10,8 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/google/uuid"
+
 	"github.com/wfpnats/wfp/callout"
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
@@ -94,7 +96,9 @@ func TestR7_AddRefusedByOneOfTwoAgentsIsNotAdded(t *testing.T) {
 	registerOn(t, w.agentJS(t), c, "agent-strict", refusing{bad, "telnet"})
 	w.waitAgents(t, c, "agent-ok", "agent-strict")
 
-	_, err := w.client.AddFilter(ctxT(t), filterNamed(c, "allow telnet"))
+	f := filterNamed(c, "allow telnet")
+	f.Key = uuid.NewString()
+	_, err := w.client.AddFilter(ctxT(t), f)
 	if !errors.Is(err, engine.ErrCalloutNotificationFailed) {
 		t.Fatalf("add refused by an agent: %v, want FWP_E_CALLOUT_NOTIFICATION_FAILED", err)
 	}
@@ -107,7 +111,9 @@ func TestR7_AddRefusedByOneOfTwoAgentsIsNotAdded(t *testing.T) {
 	if err != nil || len(resp.Filters) != 0 {
 		t.Fatalf("refused filter still listed: %+v %v", resp, err)
 	}
-	added := ok.snapshot()[0]
+	// The add fails as soon as one agent refuses: the other may take it
+	// only now.
+	added := ok.waitFor(t, callout.AddFilter, f.Key)
 	del := ok.waitFor(t, callout.DeleteFilter, added.key)
 	if del.ctx != added.ctx || del.ctx == nil {
 		t.Fatal("the agent that took the refused filter did not get its context back at the delete")

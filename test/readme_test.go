@@ -149,9 +149,9 @@ func TestReadmeWalkthrough(t *testing.T) {
 			continue
 		}
 		// Agents print and register asynchronously: reading commands (a
-		// cat of their output, a list) are retried until they show what
+		// cat or tail of their output, a list) are retried until they show what
 		// the README says, or the deadline passes. Writes run once.
-		retry := strings.HasPrefix(cmdline, "cat ") || strings.HasSuffix(cmdline, " list")
+		retry := strings.HasPrefix(cmdline, "cat ") || strings.HasPrefix(cmdline, "tail ") || strings.HasSuffix(cmdline, " list")
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"reflect"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,7 +31,20 @@ var urlLine = regexp.MustCompile(`embedded nats-server.* url=(nats://\S+)`)
 // it to say where it listens and that it is ready.
 func runEngine(t *testing.T, dir string) *engineProc {
 	t.Helper()
-	cmd := exec.Command(binary(t, "cmd/engine"), "--listen", "127.0.0.1:-1", "--data", dir)
+	p := runEngineWith(t, nil, "--listen", "127.0.0.1:-1", "--data", dir)
+	if p.url == "" {
+		t.Fatal("the engine did not say where its embedded server listens")
+	}
+	return p
+}
+
+// runEngineWith starts the engine binary with args and, added to this
+// process's environment, env; it waits until the engine says it is ready
+// (and, on an embedded server, where it listens).
+func runEngineWith(t *testing.T, env []string, args ...string) *engineProc {
+	t.Helper()
+	cmd := exec.Command(binary(t, "cmd/engine"), args...)
+	cmd.Env = append(cmd.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -41,9 +55,11 @@ func runEngine(t *testing.T, dir string) *engineProc {
 	p := &engineProc{cmd: cmd}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	ready := make(chan error, 1)
+	var said strings.Builder // what it said before it was ready
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			said.WriteString(sc.Text() + "\n")
 			if m := urlLine.FindStringSubmatch(sc.Text()); m != nil {
 				p.url = m[1]
 			}
@@ -57,8 +73,8 @@ func runEngine(t *testing.T, dir string) *engineProc {
 	}()
 	select {
 	case err := <-ready:
-		if err != nil || p.url == "" {
-			t.Fatalf("engine did not get ready (url %q): %v", p.url, err)
+		if err != nil {
+			t.Fatalf("engine %v did not get ready: %v\n%s", args, err, said.String())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("engine did not get ready in 30s")
@@ -84,7 +100,7 @@ func TestRestartAfterSIGKILL(t *testing.T) {
 	}
 	var maxID uint64
 	for i := range 30 {
-		f, err := client.AddFilter(ctx, events.Filter{Name: "f", Layer: "L", Action: events.ActionCalloutInspection, CalloutKey: co.Key})
+		f, err := client.AddFilter(ctx, events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection, CalloutKey: co.Key})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +144,7 @@ func TestRestartAfterSIGKILL(t *testing.T) {
 	if last := s.CachedInfo().State.LastSeq; last != before.Seq {
 		t.Fatalf("restart wrote to the log: last seq %d, was %d", last, before.Seq)
 	}
-	f, err := client.AddFilter(context.Background(), events.Filter{Name: "new", Layer: "L", Action: events.ActionBlock})
+	f, err := client.AddFilter(context.Background(), events.Filter{Name: "new", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -235,16 +235,16 @@ func TestR3a_EnumerateByTemplateAtAPosition(t *testing.T) {
 		}
 		return f
 	}
-	a := mk(c1, "L1", prov)
-	mk(c1, "L2", "")
-	mk(c2, "L1", prov)
+	a := mk(c1, "ALE_AUTH_CONNECT_V4", prov)
+	mk(c1, "ALE_AUTH_RECV_ACCEPT_V4", "")
+	mk(c2, "ALE_AUTH_CONNECT_V4", prov)
 	for _, tc := range []struct {
 		tmpl engine.ListFiltersRequest
 		want int
 	}{
 		{engine.ListFiltersRequest{CalloutKey: c1}, 2},
-		{engine.ListFiltersRequest{CalloutKey: c1, Layer: "L1"}, 1},
-		{engine.ListFiltersRequest{Layer: "L1", ProviderKey: prov}, 2},
+		{engine.ListFiltersRequest{CalloutKey: c1, Layer: "ALE_AUTH_CONNECT_V4"}, 1},
+		{engine.ListFiltersRequest{Layer: "ALE_AUTH_CONNECT_V4", ProviderKey: prov}, 2},
 		{engine.ListFiltersRequest{CalloutKey: c1, ProviderKey: prov}, 1},
 		{engine.ListFiltersRequest{}, 3},
 	} {
@@ -256,7 +256,7 @@ func TestR3a_EnumerateByTemplateAtAPosition(t *testing.T) {
 			t.Errorf("template %+v: %d filters at seq %d, want %d at 5", tc.tmpl, len(resp.Filters), resp.Seq, tc.want)
 		}
 	}
-	resp, _ := w.client.ListFilters(ctx, engine.ListFiltersRequest{CalloutKey: c1, Layer: "L1"})
+	resp, _ := w.client.ListFilters(ctx, engine.ListFiltersRequest{CalloutKey: c1, Layer: "ALE_AUTH_CONNECT_V4"})
 	if resp.Filters[0].Key != a.Key || resp.Filters[0].ID != a.ID {
 		t.Fatalf("enumerated %+v, want %s", resp.Filters[0], a.Key)
 	}

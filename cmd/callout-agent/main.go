@@ -9,8 +9,21 @@
 // for post-commit notifications of transactions (R8), --agent-id names it
 // to the engines.
 //
+// It serves classify: each filter's context, made at add, counts the
+// classify calls about the filter; the answer says the count in its note
+// ("hits=3", shown by engine classify), and the delete line hands it back
+// ("hits":3), as R6 has it. Inspection and unknown callouts say continue,
+// terminating ones permit.
+//
+// It connects with the nats CLI's connection flags and environment
+// variables (--server, --creds, --nkey, --user with --password-file,
+// --token-file, --tlsca, --tlscert, --tlskey; see internal/natsconn) and
+// with the agent's own inbox prefix, so that it can run with exactly the
+// permissions `engine permissions --agent` prints.
+//
 // Logs go to stderr. SIGINT or SIGTERM closes the agent and exits 0; a bad
-// flag, an unreachable server or a terminal failure exits 1.
+// flag, an unreachable server, an agent id another running instance holds
+// or a terminal failure exits 1 with one line on stderr.
 package main
 
 import (
@@ -22,7 +35,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -91,6 +103,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.callout, err = events.ParseKey(c.callout); err != nil {
 		return c, fmt.Errorf("--callout: %w", err)
 	}
+	if err := events.ValidPrefix(c.prefix); err != nil {
+		return c, fmt.Errorf("--prefix: %w", err)
+	}
 	if c.mode, err = callout.ParseMode(mode); err != nil {
 		return c, err
 	}
@@ -99,8 +114,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.agentID == "" {
 		c.agentID = uuid.NewString()
-	} else if strings.ContainsAny(c.agentID, ".*> \t\r\n") {
-		return c, fmt.Errorf("--agent-id %q: want one subject token (no dots, wildcards or spaces)", c.agentID)
+	} else if err := events.ValidName("--agent-id", c.agentID); err != nil {
+		return c, err
+	}
+	if c.durable != "" {
+		if err := events.ValidName("--durable", c.durable); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
 }
@@ -112,7 +132,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	nc, err := cfg.Connect("callout-agent "+cfg.callout,
+	nc, err := cfg.Connect("callout-agent "+cfg.callout+" "+cfg.agentID,
+		// Its own inbox, so that NATS permissions can give each agent its
+		// replies and deliveries and nobody else's (engine permissions).
+		nats.CustomInboxPrefix(events.Subjects{Prefix: cfg.prefix}.AgentInbox(cfg.callout, cfg.agentID)),
 		nats.MaxReconnects(-1), // ride through server restarts; the SDK resets its consumer
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: our own Close at shutdown, nothing to warn about
@@ -132,7 +155,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	out := newPrinter(stdout)
 	opts := []callout.Option{callout.WithMode(cfg.mode), callout.WithStream(cfg.stream, cfg.prefix), callout.WithLogger(log),
-		callout.WithAgentID(cfg.agentID)}
+		callout.WithAgentID(cfg.agentID), callout.WithClassifier(classifier())}
 	if cfg.durable != "" {
 		opts = append(opts, callout.WithDurable(cfg.durable))
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -68,6 +69,45 @@ func TestBinary(t *testing.T) {
 		p.stop(t, syscall.SIGINT)
 	})
 
+	t.Run("classify counts hits in the filter context, handed back at delete", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		p := startAgent(t, bin, "--callout", ck, "--agent-id", "counter", "--server", e.srv.ClientURL())
+		p.expect(t, line{Notify: "synced"})
+		look, decide := e.add(ck), e.addAction(ck, "decide", events.ActionCalloutTerminating)
+		p.expect(t, line{Notify: "add", FilterKey: look.Key, FilterID: look.ID},
+			line{Notify: "add", FilterKey: decide.Key, FilterID: decide.ID})
+
+		// As an engine asks it.
+		ask := func(f *events.Filter) events.ClassifyAnswer {
+			t.Helper()
+			call, _ := json.Marshal(events.ClassifyCall{FilterID: f.ID, FilterKey: f.Key, Fields: map[string]string{"IP_REMOTE_PORT": "22"}})
+			m, err := e.nc.Request(events.Subjects{Prefix: jetstream.DefaultPrefix}.Classify(ck, "counter"), call, wait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var a events.ClassifyAnswer
+			if err := json.Unmarshal(m.Data, &a); err != nil {
+				t.Fatalf("%q: %v", m.Data, err)
+			}
+			return a
+		}
+		for i, want := range []string{"hits=1", "hits=2", "hits=3"} {
+			if a := ask(look); a.Verdict != events.VerdictContinue || a.Note != want || a.AgentID != "counter" || a.FilterID != look.ID {
+				t.Fatalf("inspection filter, call %d: %+v", i+1, a)
+			}
+		}
+		if a := ask(decide); a.Verdict != events.VerdictPermit || a.Note != "hits=1" {
+			t.Fatalf("terminating filter: %+v", a)
+		}
+		if a := ask(&events.Filter{ID: decide.ID + 10, Key: uuid.NewString()}); a.Error != events.NoSuchFilter || a.Verdict != "" {
+			t.Fatalf("a filter it does not hold: %+v", a)
+		}
+		e.del(look)
+		p.expect(t, line{Notify: "delete", FilterKey: look.Key, FilterID: look.ID, HadContext: true, Hits: 3})
+		p.stop(t, syscall.SIGTERM)
+	})
+
 	t.Run("bad flags exit 1 with a message", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"--no-such-flag"},
@@ -88,7 +128,7 @@ func TestBinary(t *testing.T) {
 	t.Run("--reject-adds refuses matching adds and the delete says why", func(t *testing.T) {
 		e := newServer(t)
 		ck := uuid.NewString()
-		results := e.subscribe(t, events.Subjects{Prefix: jetstream.DefaultPrefix}.Result(ck))
+		results := e.subscribe(t, events.Subjects{Prefix: jetstream.DefaultPrefix}.Result(ck, "shell-agent"))
 		p := startAgent(t, bin, "--callout", ck, "--reject-adds", "secret", "--agent-id", "shell-agent", "--server", e.srv.ClientURL())
 		p.expect(t, line{Notify: "synced"})
 
@@ -99,7 +139,7 @@ func TestBinary(t *testing.T) {
 		if err := json.Unmarshal(waitMsg(t, results).Data, &r); err != nil {
 			t.Fatal(err)
 		}
-		if want := (events.NotifyResult{AgentID: "shell-agent", CalloutKey: ck, FilterKey: refused.Key, FilterID: refused.ID, Error: why}); r != want {
+		if want := (events.NotifyResult{AgentID: "shell-agent", CalloutKey: ck, Instance: r.Instance, FilterKey: refused.Key, FilterID: refused.ID, Error: why}); r != want || r.Instance == "" {
 			t.Fatalf("result %+v, want %+v", r, want)
 		}
 		// What the engine writes to take it back.
@@ -139,9 +179,11 @@ func TestBinary(t *testing.T) {
 		anns := e.subscribe(t, events.Subjects{Prefix: jetstream.DefaultPrefix}.AllAgents())
 		p := startAgent(t, bin, "--callout", ck, "--agent-id", "cli-1", "--post-commit", "--durable", "d1", "--server", e.srv.ClientURL())
 		p.expect(t, line{Notify: "synced"})
-		want := events.Announcement{AgentID: "cli-1", CalloutKey: ck, Mode: "live", Durable: "d1", PostCommit: true, Status: events.AgentAlive}
+		want := events.Announcement{AgentID: "cli-1", CalloutKey: ck, Mode: "live", Durable: "d1", PostCommit: true, Classify: true, Status: events.AgentAlive}
 		var a events.Announcement
-		if err := json.Unmarshal(waitMsg(t, anns).Data, &a); err != nil || a != want {
+		err := json.Unmarshal(waitMsg(t, anns).Data, &a)
+		want.Instance = a.Instance
+		if err != nil || a != want || a.Instance == "" {
 			t.Fatalf("announcement %+v (%v), want %+v", a, err, want)
 		}
 		// stderr reaches the buffer through its own pipe, maybe after stdout.
@@ -159,6 +201,23 @@ func TestBinary(t *testing.T) {
 		if a != want {
 			t.Fatalf("last announcement %+v, want %+v", a, want)
 		}
+	})
+
+	t.Run("a second agent with the same --agent-id exits 1 with one line; the first runs on", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		first := startAgent(t, bin, "--callout", ck, "--agent-id", "solo", "--server", e.srv.ClientURL())
+		first.expect(t, line{Notify: "synced"})
+		code, stderr := runOnce(t, bin, "--callout", ck, "--agent-id", "solo", "--server", e.srv.ClientURL())
+		lines := bytes.Split(bytes.TrimSpace(stderr), []byte("\n"))
+		last := string(lines[len(lines)-1])
+		if code != 1 || !strings.HasPrefix(last, "callout-agent: ") || !strings.Contains(last, `agent id "solo"`) ||
+			!strings.Contains(last, "held by a running instance") {
+			t.Fatalf("exit %d, stderr %q; want 1 and a line saying the id is held", code, stderr)
+		}
+		f := e.add(ck)
+		first.expect(t, line{Notify: "add", FilterKey: f.Key, FilterID: f.ID})
+		first.stop(t, syscall.SIGTERM)
 	})
 
 	t.Run("unreachable server exits 1", func(t *testing.T) {
@@ -205,13 +264,17 @@ func newServer(t *testing.T) *server {
 func (e *server) add(calloutKey string) *events.Filter { return e.addNamed(calloutKey, "f") }
 
 func (e *server) addNamed(calloutKey, name string) *events.Filter {
+	return e.addAction(calloutKey, name, events.ActionCalloutInspection)
+}
+
+func (e *server) addAction(calloutKey, name string, action events.ActionType) *events.Filter {
 	e.t.Helper()
 	info, err := e.s.Info(context.Background())
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	f := &events.Filter{Key: uuid.NewString(), ID: info.State.LastSeq + 1, Name: name, Layer: "ALE_AUTH_CONNECT_V4",
-		Action: events.ActionCalloutInspection, CalloutKey: calloutKey}
+		Action: action, CalloutKey: calloutKey}
 	e.publish(events.NewFilterEvent(events.FilterAdded, f), natsjs.WithExpectLastSequence(info.State.LastSeq))
 	return f
 }

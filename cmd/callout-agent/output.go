@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/wfpnats/wfp/callout"
+	"github.com/wfpnats/wfp/events"
 )
 
-// filterContext is this agent's per-filter state, made at add and freed
-// at delete, as the seed's FILTER_CONTEXT. A real callout's classify path
-// would count its hits through Agent.Lookup.
+// filterContext is this agent's per-filter state, made at add, used at
+// classify and handed back at delete, as the seed's FILTER_CONTEXT: it
+// counts the classify calls about its filter.
 type filterContext struct {
 	addedAt time.Time
 	hits    atomic.Uint64
@@ -35,6 +36,9 @@ type line struct {
 	// Reason is set on a delete the engine made on its own, e.g. of a
 	// filter an agent refused.
 	Reason string `json:"reason,omitempty"`
+	// Hits, on a delete, is the count the filter's context kept: how many
+	// classify calls this agent answered about it (absent when none).
+	Hits uint64 `json:"hits,omitempty"`
 }
 
 // printer writes JSON lines, one Write each (stdout is unbuffered, so each
@@ -93,13 +97,34 @@ func handler(out *printer, log *slog.Logger, rejectAdds string) callout.Handler 
 			out.print(line{Notify: t.String(), FilterKey: f.Key, FilterID: f.ID, Initial: f.Initial, HadContext: ok})
 		case callout.DeleteFilter:
 			fc, ok := f.Context.(*filterContext)
+			var hits uint64
 			if ok {
-				log.Debug("freeing filter context", "filterId", f.ID, "age", time.Since(fc.addedAt), "hits", fc.hits.Load())
+				hits = fc.hits.Load()
+				log.Debug("freeing filter context", "filterId", f.ID, "age", time.Since(fc.addedAt), "hits", hits)
 				f.Context = nil
 			}
-			out.print(line{Notify: t.String(), FilterKey: f.Key, FilterID: f.ID, Initial: f.Initial, HadContext: ok, Reason: f.Reason})
+			out.print(line{Notify: t.String(), FilterKey: f.Key, FilterID: f.ID, Initial: f.Initial, HadContext: ok, Reason: f.Reason, Hits: hits})
 		}
 		// Any other type: ignore and succeed, as the seed asks (R5).
 		return nil
+	})
+}
+
+// classifier answers classify calls with the context the filter's add
+// made: it counts the hit and says the count in its note. The verdict is
+// what the filter's action asks of a callout that only watches: an
+// inspection or unknown callout lets evaluation go on, a terminating one,
+// which must decide, permits.
+func classifier() callout.Classifier {
+	return callout.ClassifierFunc(func(_ context.Context, f *callout.Filter, _ callout.Fields) (callout.Verdict, error) {
+		fc, ok := f.Context.(*filterContext)
+		if !ok {
+			return callout.Verdict{}, fmt.Errorf("filter %d has no context", f.ID)
+		}
+		note := fmt.Sprintf("hits=%d", fc.hits.Add(1))
+		if f.Action == events.ActionCalloutTerminating {
+			return callout.Permit.WithNote(note), nil
+		}
+		return callout.Continue.WithNote(note), nil
 	})
 }

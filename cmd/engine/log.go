@@ -8,8 +8,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/jetstream"
@@ -25,18 +25,22 @@ type logLine struct {
 	Subject    string    `json:"subject"`
 	Stored     time.Time `json:"stored"`
 	*events.Event
+	// Gap marks a gap filler: a sequence skipped after an accepted log
+	// loss, no event.
+	Gap   bool   `json:"gap,omitempty"`
 	Error string `json:"error,omitempty"`
 }
-
-// idleCheck is how long `engine events` waits for the next message before
-// it asks the server whether any is left: messages counted at the start
-// may have left since (a delete rolled them up, the horizon passed).
-const idleCheck = 250 * time.Millisecond
 
 // eventsCmd prints the log as JSON lines, one per message, from a sequence
 // on: the log up to now, then (with --follow) everything new. The log is
 // compacted (a delete replaces its filter's add, and leaves after the
 // horizon); --archive reads the archive stream, which keeps every event.
+//
+// It reads with batched direct gets, not a consumer: a read-only operator
+// changes nothing on the server, and its permissions need no consumer
+// rights (which could not be narrowed to its own consumers). A compacted
+// log is read the same way: what a roll-up or a TTL removed is simply not
+// there.
 func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("events", stderr)
 	var c conn
@@ -51,25 +55,22 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	subj := events.Subjects{Prefix: c.prefix}
-	filter := subj.Stream()
+	var opts []jetstreamext.GetBatchOpt
 	if *callout != "" {
 		key, err := events.ParseKey(*callout)
 		if err != nil {
 			return fmt.Errorf("--callout: %v", err)
 		}
-		filter = []string{subj.CalloutFilters(key)}
+		opts = append(opts, jetstreamext.GetBatchSubject(events.Subjects{Prefix: c.prefix}.CalloutFilters(key)))
 	}
-	read := *stream
-	cfg := natsjs.OrderedConsumerConfig{FilterSubjects: filter, DeliverPolicy: natsjs.DeliverAllPolicy}
+	r := reading{stream: *stream, from: *from, gap: events.Subjects{Prefix: c.prefix}.Gap()}
+	next := max(*from, 1)
 	if *archive || *archiveName != "" {
-		read = jetstream.ArchiveName(*stream)
+		r.stream, r.archive = jetstream.ArchiveName(*stream), true
 		if *archiveName != "" {
-			read = *archiveName
+			r.stream = *archiveName
 		}
-		// Archive sequences are not log sequences: --from-seq filters below.
-	} else if *from > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = natsjs.DeliverByStartSequencePolicy, *from
+		next = 1 // archive sequences are not log sequences: from filters
 	}
 
 	nc, err := c.dial()
@@ -81,55 +82,77 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cons, err := js.OrderedConsumer(ctx, read, cfg)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", read, err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	go func() { <-ctx.Done(); it.Stop() }()
-
 	enc := json.NewEncoder(stdout)
-	// The consumer's pending count at creation is how much log there is
-	// to print; without --follow we stop after that many, or sooner when
-	// the server has nothing left (some of them left the stream meanwhile).
-	remaining := uint64(1)
-	if info := cons.CachedInfo(); info != nil {
-		remaining = info.NumPending
-	}
-	for *follow || remaining > 0 {
-		m, err := it.Next(natsjs.NextMaxWait(idleCheck))
-		if errors.Is(err, nats.ErrTimeout) {
-			if !*follow && drained(ctx, cons) {
-				return nil
-			}
-			continue
-		}
+	for {
+		n, err := r.printBatch(ctx, js, next, opts, enc)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		remaining--
-		line := logLine{Subject: m.Subject()}
-		if meta, err := m.Metadata(); err == nil {
-			line.Seq, line.Stored = meta.Sequence.Stream, meta.Timestamp.UTC()
-			if meta.NumPending == 0 {
-				remaining = 0
-			}
+		if n.count > 0 {
+			next = n.last + 1
+			continue
 		}
-		if read != *stream {
-			line.ArchiveSeq = line.Seq
-			line.Seq, _ = jetstream.SourceSeq(m.Headers().Get(jetstream.HeaderStreamSource))
-			if line.Seq < *from {
+		// Caught up with the log.
+		if !*follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(followPoll):
+		}
+	}
+}
+
+// followPoll is how often --follow asks for what is new.
+const followPoll = 200 * time.Millisecond
+
+// eventsBatch is how many messages one direct get answers at most.
+const eventsBatch = 256
+
+type batchRead struct {
+	count int
+	last  uint64 // stream sequence of the last message read
+}
+
+// reading is what `engine events` reads: the log, or its archive.
+type reading struct {
+	stream  string
+	archive bool   // stream is the archive: log sequences are in a header
+	from    uint64 // archive: print from this log sequence on
+	gap     string // the subject of gap fillers, printed as such (PROTOCOL.md)
+}
+
+// printBatch prints up to eventsBatch messages from sequence seq on.
+func (r reading) printBatch(ctx context.Context, js natsjs.JetStream, seq uint64, opts []jetstreamext.GetBatchOpt, enc *json.Encoder) (batchRead, error) {
+	var b batchRead
+	msgs, err := jetstreamext.GetBatch(ctx, js, r.stream, eventsBatch, append([]jetstreamext.GetBatchOpt{jetstreamext.GetBatchSeq(seq)}, opts...)...)
+	if err != nil {
+		return b, fmt.Errorf("stream %s: %w", r.stream, err)
+	}
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			return b, nil
+		}
+		if err != nil {
+			return b, fmt.Errorf("stream %s: %w", r.stream, err)
+		}
+		b.count++
+		b.last = m.Sequence
+		line := logLine{Seq: m.Sequence, Subject: m.Subject, Stored: m.Time.UTC()}
+		if r.archive {
+			line.ArchiveSeq = m.Sequence
+			line.Seq, _ = jetstream.SourceSeq(m.Header.Get(jetstream.HeaderStreamSource))
+			if line.Seq < r.from {
 				continue
 			}
 		}
-		if ev, err := events.Decode(m.Data()); err != nil {
+		if m.Subject == r.gap {
+			line.Gap = true
+		} else if ev, err := events.Decode(m.Data); err != nil {
 			line.Error = err.Error()
 		} else {
 			line.Event = ev
@@ -138,16 +161,10 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 		}
 		if err := enc.Encode(line); err != nil {
-			return err
+			return b, err
 		}
 	}
-	return nil
-}
-
-// drained reports whether the consumer has nothing left to deliver.
-func drained(ctx context.Context, cons natsjs.Consumer) bool {
-	info, err := cons.Info(ctx)
-	return err == nil && info.NumPending == 0
+	return b, nil
 }
 
 // decode turns one event payload on stdin into JSON, for

@@ -96,10 +96,10 @@ func TestManagementCommands(t *testing.T) {
 	}{
 		{[]string{"callout", "add", "--key", calloutKey, "--name", "again"}, "FWP_E_ALREADY_EXISTS"},
 		{[]string{"callout", "delete", "--key", calloutKey}, "FWP_E_IN_USE"},
-		{[]string{"filter", "add", "--name", "x", "--layer", "L", "--action", "callout-terminating", "--callout", "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"}, "FWP_E_CALLOUT_NOT_FOUND"},
-		{[]string{"filter", "add", "--name", "x", "--layer", "L", "--action", "sideways"}, "FWP_E_INVALID_PARAMETER"},
+		{[]string{"filter", "add", "--name", "x", "--layer", "ALE_AUTH_CONNECT_V4", "--action", "callout-terminating", "--callout", "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"}, "FWP_E_CALLOUT_NOT_FOUND"},
+		{[]string{"filter", "add", "--name", "x", "--layer", "ALE_AUTH_CONNECT_V4", "--action", "sideways"}, "FWP_E_INVALID_PARAMETER"},
 		{[]string{"filter", "delete", "--id", "99"}, "FWP_E_FILTER_NOT_FOUND"},
-		{[]string{"filter", "add", "--key", "not-a-uuid", "--name", "x", "--layer", "L", "--action", "block"}, "FWP_E_INVALID_PARAMETER: filterKey"},
+		{[]string{"filter", "add", "--key", "not-a-uuid", "--name", "x", "--layer", "ALE_AUTH_CONNECT_V4", "--action", "block"}, "FWP_E_INVALID_PARAMETER: filterKey"},
 	} {
 		if _, err := c.run(tc.args...); err == nil || !strings.Contains(err.Error(), tc.code) {
 			t.Errorf("engine %s: error %v, want %s", strings.Join(tc.args, " "), err, tc.code)
@@ -145,7 +145,7 @@ func TestManagementCommands(t *testing.T) {
 }
 
 func TestDecode(t *testing.T) {
-	ev := events.NewFilterEvent(events.FilterAdded, &events.Filter{Key: calloutKey, ID: 7, Name: "n", Layer: "L", Action: events.ActionBlock})
+	ev := events.NewFilterEvent(events.FilterAdded, &events.Filter{Key: calloutKey, ID: 7, Name: "n", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock})
 	data, err := events.Encode(ev)
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestEventsFollow(t *testing.T) {
 		}
 	}
 	waitFor(1)
-	c.ok("filter", "add", "--name", "later", "--layer", "L", "--action", "block")
+	c.ok("filter", "add", "--name", "later", "--layer", "ALE_AUTH_CONNECT_V4", "--action", "block")
 	waitFor(2)
 	if !strings.Contains(out.String(), `"name":"later"`) {
 		t.Fatalf("followed event missing: %s", out.String())
@@ -208,8 +208,8 @@ func TestTxApply(t *testing.T) {
 	good := filepath.Join(dir, "good.json")
 	writeFile(t, good, `{"ops":[
 		{"op":"callout.add","callout":{"calloutKey":"`+calloutKey+`","name":"c"}},
-		{"op":"filter.add","filter":{"filterKey":"11111111-1111-4111-8111-111111111111","name":"a","layer":"L","action":"callout-inspection","calloutKey":"`+calloutKey+`"}},
-		{"op":"filter.add","filter":{"filterKey":"22222222-2222-4222-8222-222222222222","name":"b","layer":"L","action":"block"}},
+		{"op":"filter.add","filter":{"filterKey":"11111111-1111-4111-8111-111111111111","name":"a","layer":"ALE_AUTH_CONNECT_V4","action":"callout-inspection","calloutKey":"`+calloutKey+`"}},
+		{"op":"filter.add","filter":{"filterKey":"22222222-2222-4222-8222-222222222222","name":"b","layer":"ALE_AUTH_CONNECT_V4","action":"block"}},
 		{"op":"filter.delete","filterKey":"22222222-2222-4222-8222-222222222222"}]}`)
 	out := c.ok("tx", "apply", good)
 	for _, want := range []string{"committed 4 operation(s) at log sequences 1-4", "added filter 11111111-1111-4111-8111-111111111111 id 2",
@@ -220,7 +220,7 @@ func TestTxApply(t *testing.T) {
 	}
 	bad := filepath.Join(dir, "bad.json")
 	writeFile(t, bad, `[
-		{"op":"filter.add","filter":{"name":"ok","layer":"L","action":"block"}},
+		{"op":"filter.add","filter":{"name":"ok","layer":"ALE_AUTH_CONNECT_V4","action":"block"}},
 		{"op":"filter.delete","filterId":999}]`)
 	if _, err := c.run("tx", "apply", bad); err == nil || !strings.Contains(err.Error(), "FWP_E_FILTER_NOT_FOUND: ops[1] (filter.delete)") {
 		t.Fatalf("invalid tx: %v", err)
@@ -255,7 +255,7 @@ func TestLoad(t *testing.T) {
 	ops = append(ops, `{"op":"callout.add","callout":{"calloutKey":"`+calloutKey+`","name":"c"}}`)
 	keyOf := func(i int) string { return fmt.Sprintf("%08d-0000-4000-8000-000000000000", i) }
 	for i := 1; i <= 2500; i++ {
-		ops = append(ops, `{"op":"filter.add","filter":{"filterKey":"`+keyOf(i)+`","name":"f","layer":"L","action":"callout-inspection","calloutKey":"`+calloutKey+`"}}`)
+		ops = append(ops, `{"op":"filter.add","filter":{"filterKey":"`+keyOf(i)+`","name":"f","layer":"ALE_AUTH_CONNECT_V4","action":"callout-inspection","calloutKey":"`+calloutKey+`"}}`)
 	}
 	ops = append(ops, `{"op":"filter.delete","filterKey":"`+keyOf(1)+`"}`) // added in the first transaction
 	good := filepath.Join(dir, "good.json")
@@ -275,7 +275,7 @@ func TestLoad(t *testing.T) {
 	bad := filepath.Join(dir, "bad.json")
 	ops = ops[:0]
 	for i := 3001; i <= 4500; i++ {
-		ops = append(ops, `{"op":"filter.add","filter":{"filterKey":"`+keyOf(i)+`","name":"f","layer":"L","action":"block"}}`)
+		ops = append(ops, `{"op":"filter.add","filter":{"filterKey":"`+keyOf(i)+`","name":"f","layer":"ALE_AUTH_CONNECT_V4","action":"block"}}`)
 	}
 	ops[1200] = `{"op":"filter.delete","filterId":999999}` // in the second transaction
 	writeFile(t, bad, "["+strings.Join(ops, ",")+"]")
@@ -285,5 +285,38 @@ func TestLoad(t *testing.T) {
 	}
 	if !strings.HasPrefix(out, "loaded 1000 operation(s) in 1 transaction(s)") {
 		t.Fatalf("load of a bad file printed %q, want the first transaction reported", out)
+	}
+}
+
+// engine permissions prints the permission sets of package permissions:
+// a config entry by default, the JWT form with --json.
+func TestPermissionsCommand(t *testing.T) {
+	var out bytes.Buffer
+	args := []string{"permissions", "agent", "--callout", calloutKey, "--agent-id", "a-1", "--durable", "d1", "--prefix", "acme"}
+	if err := run(context.Background(), args, nil, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"permissions: {", `"$JS.ACK.WFP.d1.>"`, `"acme.result.` + calloutKey + `.a-1"`, "allow_responses"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %s in:\n%s", want, out.String())
+		}
+	}
+	for _, role := range []string{"operator", "manager", "engine"} {
+		out.Reset()
+		if err := run(context.Background(), []string{"permissions", role, "--json"}, nil, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		var p struct{ Pub, Sub struct{ Allow []string } }
+		if err := json.Unmarshal(out.Bytes(), &p); err != nil || len(p.Pub.Allow) == 0 || len(p.Sub.Allow) == 0 {
+			t.Errorf("%s --json: %q (%v)", role, out.String(), err)
+		}
+	}
+	for _, bad := range [][]string{
+		{"permissions"}, {"permissions", "root"}, {"permissions", "agent"}, {"permissions", "agent", "--callout", "x", "--agent-id", "a"},
+		{"permissions", "agent", "--callout", calloutKey, "--agent-id", "a.b"},
+	} {
+		if err := run(context.Background(), bad, nil, io.Discard, io.Discard); err == nil {
+			t.Errorf("%q: want error", bad)
+		}
 	}
 }

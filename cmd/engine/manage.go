@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -64,6 +67,7 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 		fs.StringVar(&co.Description, "description", "", "description")
 		fs.StringVar(&co.Layer, "layer", "", "the layer the callout applies to (filters naming it must be in it)")
 		fs.Var((*flagList)(&co.Flags), "flag", "callout flag (repeatable): "+strings.Join(events.CalloutFlags, ", "))
+		sessionFlag(fs, &co.Session)
 		act = func(cl *engine.Client) error {
 			if co.Key == "" {
 				return fmt.Errorf("callout add: --key is required")
@@ -97,9 +101,9 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 				return writeJSON(stdout, resp.Callouts)
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CALLOUT\tNAME\tLAYER\tFILTERS\tAGENTS")
+			fmt.Fprintln(tw, "CALLOUT\tNAME\tLAYER\tFILTERS\tREGISTERED\tAGENTS")
 			for _, co := range resp.Callouts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", co.Key, co.Name, dash(co.Layer), co.FilterCount, agentList(co.Agents))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", co.Key, printable(co.Name), printable(dash(co.Layer)), co.FilterCount, yesNo(co.Registered), printable(agentList(co.Agents)))
 			}
 			return tw.Flush()
 		}
@@ -116,6 +120,7 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 		fs.StringVar(&f.ProviderKey, "provider", "", "provider key (UUID)")
 		fs.Var((*conditions)(&f.Conditions), "condition", "condition FIELD=VALUE (repeatable)")
 		fs.Var((*flagList)(&f.Flags), "flag", "filter flag (repeatable): "+strings.Join(events.FilterFlags, ", "))
+		sessionFlag(fs, &f.Session)
 		notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for the callout's agents to accept the filter")
 		act = func(cl *engine.Client) error {
 			f.Action = events.ActionType(action)
@@ -159,7 +164,7 @@ func manage(ctx context.Context, noun, verb string, args []string, stdout, stder
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tFILTER\tCALLOUT\tLAYER\tACTION\tNAME")
 			for _, f := range resp.Filters {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", f.ID, f.Key, dash(f.CalloutKey), f.Layer, f.Action, f.Name)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", f.ID, f.Key, dash(f.CalloutKey), printable(f.Layer), printable(string(f.Action)), printable(f.Name))
 			}
 			fmt.Fprintf(tw, "(%d filters as of log sequence %d)\n", len(resp.Filters), resp.Seq)
 			return tw.Flush()
@@ -193,6 +198,9 @@ func agentList(agents []engine.AgentInfo) string {
 		if a.PostCommit {
 			parts[i] += ", post-commit"
 		}
+		if a.Classify {
+			parts[i] += ", classify"
+		}
 		parts[i] += ")"
 	}
 	return strings.Join(parts, ", ")
@@ -225,4 +233,34 @@ func actionNames() string {
 		names[i] = string(a)
 	}
 	return strings.Join(names, ", ")
+}
+
+// printable escapes what a terminal would act on: control characters
+// (escape sequences start with one), bidirectional overrides and invalid
+// UTF-8. The engine refuses them in what it stores now, but names and
+// messages also come from older logs and from agents.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], string(utf8.RuneError)):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r):
+			q := strconv.QuoteToASCII(string(r))
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +23,8 @@ func txCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	c.register(fs)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for callout agents to accept the added filters")
+	var session string
+	sessionFlag(fs, &session)
 	req, err := parseFileArgs(fs, args[1:], "engine tx apply", stdin)
 	if err != nil {
 		return err
@@ -33,7 +35,8 @@ func txCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return err
 	}
 	defer nc.Close()
-	resp, err := engine.NewClient(nc, engine.WithPrefix(c.prefix)).ApplyTx(ctx, req.Ops, engine.WithNotifyTimeout(*notifyTimeout))
+	resp, err := engine.NewClient(nc, engine.WithPrefix(c.prefix)).ApplyTx(ctx, req.Ops, engine.WithNotifyTimeout(*notifyTimeout),
+		engine.WithSession(cmp.Or(req.SessionID, session)))
 	if err != nil {
 		return err
 	}
@@ -54,7 +57,7 @@ func txCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		}
 	}
 	for _, r := range resp.Rejected {
-		fmt.Fprintf(stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code, r.AgentID, r.Error)
+		fmt.Fprintf(stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code, printable(r.AgentID), printable(r.Error))
 	}
 	return nil
 }
@@ -78,7 +81,8 @@ func parseFileArgs(fs *flag.FlagSet, args []string, cmd string, stdin io.Reader)
 }
 
 // readTx reads a transaction from a file, or stdin for "-". It takes the
-// API's {"ops":[...]} object or a bare array of operations.
+// API's {"ops":[...]} object or a bare array of operations, strictly: an
+// unknown field or anything after the JSON is refused (engine.ParseTx).
 func readTx(file string, stdin io.Reader) (engine.TxRequest, error) {
 	var data []byte
 	var err error
@@ -90,14 +94,7 @@ func readTx(file string, stdin io.Reader) (engine.TxRequest, error) {
 	if err != nil {
 		return engine.TxRequest{}, err
 	}
-	var req engine.TxRequest
-	if trimmed := strings.TrimSpace(string(data)); strings.HasPrefix(trimmed, "[") {
-		err = json.Unmarshal(data, &req.Ops)
-	} else {
-		dec := json.NewDecoder(strings.NewReader(trimmed))
-		dec.DisallowUnknownFields()
-		err = dec.Decode(&req)
-	}
+	req, err := engine.ParseTx(data)
 	if err != nil {
 		return req, fmt.Errorf("%s: not a transaction (want {\"ops\":[...]} or [...]): %w", file, err)
 	}
@@ -131,7 +128,7 @@ func loadCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		} else {
 			fmt.Fprintf(stdout, "loaded %d operation(s) in %d transaction(s) at log sequences %d-%d\n", res.Ops, res.Transactions, res.FirstSeq, res.LastSeq)
 			for _, r := range res.Rejected {
-				fmt.Fprintf(stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code, r.AgentID, r.Error)
+				fmt.Fprintf(stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code, printable(r.AgentID), printable(r.Error))
 			}
 		}
 	}

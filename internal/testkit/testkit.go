@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -38,6 +39,56 @@ func ServerIn(t testing.TB, dir string) *embedded.Server {
 	srv, err := embedded.Start(embedded.Options{StoreDir: dir, Listen: "127.0.0.1:-1", NoLog: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+// ServerWith starts a real nats-server with JetStream, stored in dir, as
+// configured by opts on top of what ServerIn sets: for the settings the
+// embedded package does not expose (a small max payload, a store that
+// fills up). It listens on a random loopback port; connect with
+// nats.Connect(srv.ClientURL()). It is shut down when the test ends.
+func ServerWith(t testing.TB, dir string, configure func(*server.Options)) *server.Server {
+	t.Helper()
+	opts := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true}
+	configure(opts)
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	if !ns.ReadyForConnections(20 * time.Second) {
+		t.Fatal("nats-server not ready for connections")
+	}
+	return ns
+}
+
+// Dial connects to url over TCP, closed when the test ends.
+func Dial(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// ServerFromConfig starts a real embedded nats-server from a
+// nats-server configuration file holding conf (read with the server's own
+// parser), stored in a fresh t.TempDir(), for the length of the test. The
+// configuration says where it listens; the server's log stays quiet.
+func ServerFromConfig(t testing.TB, conf string) *embedded.Server {
+	t.Helper()
+	dir := t.TempDir()
+	srv, err := embedded.Start(embedded.Options{StoreDir: dir, ConfigFile: WriteFile(t, dir, "server.conf", conf), NoLog: true})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, conf)
 	}
 	t.Cleanup(srv.Shutdown)
 	return srv

@@ -14,13 +14,47 @@ import (
 )
 
 // DefaultListen is where an embedded server listens unless told otherwise.
-const DefaultListen = "127.0.0.1:4222"
+const DefaultListen = loopback + ":4222"
+
+const loopback = "127.0.0.1"
+
+// ErrNoAuth: Start was asked to listen beyond loopback with no
+// authentication configured.
+var ErrNoAuth = errors.New("embedded: no authentication")
+
+// isLoopback reports whether host only accepts local connections.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// authenticates reports whether o makes clients prove who they are:
+// users (with passwords, nkeys or in accounts), a token, operator JWTs,
+// an auth callout, or verified TLS client certificates.
+func authenticates(o *server.Options) bool {
+	return len(o.Users) > 0 || len(o.Nkeys) > 0 || o.Username != "" || o.Authorization != "" ||
+		len(o.TrustedOperators) > 0 || len(o.TrustedKeys) > 0 || o.AuthCallout != nil ||
+		o.CustomClientAuthentication != nil || (o.TLSConfig != nil && o.TLSVerify)
+}
 
 // Options configures Start.
 type Options struct {
-	StoreDir string // JetStream storage directory; required
-	// Listen is "host:port" for client connections; default "127.0.0.1:4222".
-	// Port "-1" or "0" picks a free port (see ClientURL).
+	// StoreDir is the JetStream storage directory; required unless
+	// ConfigFile sets one (jetstream { store_dir }), which it overrides.
+	StoreDir string
+	// ConfigFile is a nats-server configuration file (accounts, users,
+	// permissions, TLS, ...), read with nats-server's own parser. JetStream
+	// is always on; StoreDir, Listen and ServerName, when set, override
+	// the file. Signals stay with the host program.
+	ConfigFile string
+	// Listen is "host:port" for client connections; default: the
+	// config file's, else "127.0.0.1:4222" (a file that names a port but
+	// no host listens on 127.0.0.1 too). Port "-1" or "0" picks a free
+	// port (see ClientURL). A host other than loopback is refused unless
+	// the configuration authenticates clients (see Start).
 	Listen string
 	// NoListen serves in-process connections only (Connect); no TCP port.
 	NoListen bool
@@ -33,44 +67,90 @@ type Options struct {
 	// ReadyTimeout bounds the wait for the server to accept connections;
 	// default 10s.
 	ReadyTimeout time.Duration
+	// SyncAlways makes the file store fsync every write before it is
+	// acknowledged; otherwise it syncs every SyncInterval (default: the
+	// server's, 2 minutes), and a power cut can lose what was
+	// acknowledged since the last sync.
+	SyncAlways   bool
+	SyncInterval time.Duration
 }
 
 // Server is a nats-server with JetStream running inside this process.
 type Server struct {
 	NATS *server.Server // the server itself, for what this package does not wrap
 
+	lock         *dirLock
 	shutdownOnce sync.Once
 }
 
 // Start starts a nats-server with JetStream enabled and waits until
 // it accepts connections and JetStream is up. A busy port or a JetStream
 // that cannot start is returned as an error (the stock server logger would
-// call os.Exit on those).
+// call os.Exit on those). The store directory is locked while the server
+// runs: a second server on it gets ErrDirInUse, naming the first.
+//
+// A listener on anything but a loopback address with no authentication
+// configured is refused (ErrNoAuth): it would hand the management API
+// and the whole event log to anyone who can reach the port.
 func Start(opts Options) (*Server, error) {
-	if opts.StoreDir == "" {
-		return nil, errors.New("embedded: StoreDir is required")
-	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 10 * time.Second
 	}
-	sopts := &server.Options{
-		ServerName: opts.ServerName,
-		JetStream:  true,
-		StoreDir:   opts.StoreDir,
-		NoSigs:     true, // signals belong to the host program
-		DontListen: opts.NoListen,
-		NoLog:      opts.NoLog,
+	if opts.SyncInterval < 0 {
+		return nil, fmt.Errorf("embedded: sync interval %v is negative", opts.SyncInterval)
+	}
+	sopts := &server.Options{}
+	if opts.ConfigFile != "" {
+		var err error
+		if sopts, err = server.ProcessConfigFile(opts.ConfigFile); err != nil {
+			return nil, fmt.Errorf("embedded: server configuration %s: %w", opts.ConfigFile, err)
+		}
+	}
+	if opts.ServerName != "" {
+		sopts.ServerName = opts.ServerName
+	}
+	if opts.StoreDir != "" {
+		sopts.StoreDir = opts.StoreDir
+	}
+	if sopts.StoreDir == "" {
+		return nil, errors.New("embedded: StoreDir is required")
+	}
+	sopts.JetStream = true
+	sopts.NoSigs = true // signals belong to the host program
+	sopts.DontListen = opts.NoListen
+	sopts.NoLog = opts.NoLog
+	if opts.SyncAlways {
+		sopts.SyncAlways = true
+	}
+	if opts.SyncInterval > 0 {
+		sopts.SyncInterval = opts.SyncInterval
 	}
 	if !opts.NoListen {
-		host, port, err := parseListen(opts.Listen)
-		if err != nil {
-			return nil, err
+		if opts.Listen != "" || (sopts.Host == "" && sopts.Port == 0) {
+			host, port, err := parseListen(opts.Listen)
+			if err != nil {
+				return nil, err
+			}
+			sopts.Host, sopts.Port = host, port
+		} else if sopts.Host == "" {
+			sopts.Host = loopback
 		}
-		sopts.Host, sopts.Port = host, port
+		if !isLoopback(sopts.Host) && !authenticates(sopts) {
+			return nil, fmt.Errorf("%w: refusing to listen on %s with no authentication: anyone who can reach it "+
+				"could read every filter and call the management API. Listen on %s, or give a nats-server "+
+				"configuration file (engine --server-config FILE) with users, nkeys, accounts or verified TLS client "+
+				"certificates: docs/SECURITY.md shows one",
+				ErrNoAuth, net.JoinHostPort(sopts.Host, strconv.Itoa(sopts.Port)), loopback)
+		}
+	}
+	lock, err := lockDir(sopts.StoreDir)
+	if err != nil {
+		return nil, err
 	}
 
 	ns, err := server.NewServer(sopts)
 	if err != nil {
+		lock.release()
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	// Always install our logger: it reports fatal errors on a channel
@@ -79,7 +159,7 @@ func Start(opts Options) (*Server, error) {
 	ns.SetLogger(logger, false, false)
 
 	ns.Start()
-	e := &Server{NATS: ns}
+	e := &Server{NATS: ns, lock: lock}
 	if err := e.waitReady(opts.ReadyTimeout, logger.fatal); err != nil {
 		e.Shutdown()
 		return nil, err
@@ -143,6 +223,7 @@ func (e *Server) Shutdown() {
 	e.shutdownOnce.Do(func() {
 		e.NATS.Shutdown()
 		e.NATS.WaitForShutdown()
+		e.lock.release()
 	})
 }
 

@@ -31,6 +31,7 @@ func tinyConfig(t *testing.T) Config {
 		NotifyRate: 1000, NotifyCallers: 8, NotifyWarmup: 200 * time.Millisecond, NotifyDuration: 600 * time.Millisecond,
 		Reps: 2, ChurnReps: 2,
 		BulkN: 3000, FleetCallouts: 4, FleetFilters: 100, FleetAgents: 3,
+		ClassifyFilters: 320, ClassifyCallers: 4, ClassifyDuration: 200 * time.Millisecond,
 		Exe: os.Args[0],
 		Log: t.Output(),
 	}
@@ -63,6 +64,14 @@ var wantFigures = map[string]bool{
 	"cold_start_rate":        true,
 	"memory_engine":          true,
 	"memory_agent":           true,
+	"classify_inprocess":     false,
+	"classify_api":           false,
+	"classify_api_callout":   false,
+	"sync_always_c1":         false,
+	"sync_always_c16":        false,
+	"sync_always_c128":       false,
+	"list_barrier_p50":       false,
+	"list_barrier_p99":       false,
 }
 
 // mayBeZero are the latencies that clamp a notify arriving before the

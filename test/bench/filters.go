@@ -12,7 +12,7 @@ import (
 )
 
 // benchLayer is the layer of every benchmark filter.
-const benchLayer = "FWPM_LAYER_ALE_AUTH_CONNECT_V4"
+const benchLayer = "ALE_AUTH_CONNECT_V4"
 
 // benchFilter is the filter every scenario adds: two conditions, a
 // 40-byte name, an inspection action naming calloutKey. Key and ID are left
@@ -23,8 +23,8 @@ func benchFilter(i int, calloutKey string) events.Filter {
 		Layer:  benchLayer,
 		Weight: uint64(i % 16),
 		Conditions: []events.Condition{
-			{Field: "FWPM_CONDITION_IP_REMOTE_PORT", Match: events.MatchEqual, Value: strconv.Itoa(1024 + i%60000)},
-			{Field: "FWPM_CONDITION_IP_REMOTE_ADDRESS", Match: events.MatchPrefix, Value: "10.1.2.0/24"},
+			{Field: "IP_REMOTE_PORT", Match: events.MatchEqual, Value: strconv.Itoa(1024 + i%60000)},
+			{Field: "IP_REMOTE_ADDRESS", Match: events.MatchPrefix, Value: "10.1.2.0/24"},
 		},
 		Action:     events.ActionCalloutInspection,
 		CalloutKey: calloutKey,

@@ -59,6 +59,11 @@ type Config struct {
 	FleetCallouts int `json:"fleetCallouts"`
 	FleetFilters  int `json:"fleetFilters"`
 	FleetAgents   int `json:"fleetAgents"`
+	// ClassifyFilters filters per layer are classified against, by
+	// ClassifyCallers API callers, for ClassifyDuration per measurement.
+	ClassifyFilters  int           `json:"classifyFilters"`
+	ClassifyCallers  int           `json:"classifyCallers"`
+	ClassifyDuration time.Duration `json:"classifyDuration"`
 	// InProcess connects the harness's clients in process instead of over
 	// TCP loopback. Memory children always use TCP.
 	InProcess bool `json:"inProcess"`
@@ -88,6 +93,7 @@ func QuickConfig() Config {
 		Reps: 3, ChurnReps: 2,
 		BulkN:         100_000,
 		FleetCallouts: 20, FleetFilters: 1000, FleetAgents: 5,
+		ClassifyFilters: 10_000, ClassifyCallers: 16, ClassifyDuration: 2 * time.Second,
 	}
 }
 
@@ -101,12 +107,13 @@ func FullConfig() Config {
 		Reps: 1, ChurnReps: 1,
 		BulkN:         100_000,
 		FleetCallouts: 100, FleetFilters: 1000, FleetAgents: 10,
+		ClassifyFilters: 10_000, ClassifyCallers: 16, ClassifyDuration: 5 * time.Second,
 	}
 }
 
 // scenarioNames are the scenarios in run order. replay, coldstart, memory
 // and churn share one populated log.
-var scenarioNames = []string{"throughput", "latency", "notify", "bulk", "replay", "coldstart", "memory", "churn", "fleet"}
+var scenarioNames = []string{"throughput", "latency", "notify", "bulk", "replay", "coldstart", "memory", "churn", "fleet", "classify", "sync", "barrier"}
 
 func (c Config) wants(name string) bool {
 	if len(c.Only) == 0 {
@@ -139,6 +146,8 @@ func (c Config) validate() error {
 		return errors.New("latency ops, notify rate, callers and duration must be positive")
 	case c.BulkN <= 0 || c.FleetCallouts <= 0 || c.FleetFilters <= 0 || c.FleetAgents <= 0:
 		return errors.New("bulk size and fleet sizes must be positive")
+	case c.wants("classify") && (c.ClassifyFilters < 16 || c.ClassifyCallers <= 0 || c.ClassifyDuration <= 0):
+		return errors.New("classify needs at least 16 filters, callers and a duration")
 	}
 	return nil
 }
@@ -216,6 +225,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{[]string{"bulk"}, b.bulkLoad},
 		{[]string{"replay", "coldstart", "memory", "churn"}, b.replayGroup},
 		{[]string{"fleet"}, b.fleet},
+		{[]string{"classify"}, b.classifyRate},
+		{[]string{"sync"}, b.syncPolicy},
+		{[]string{"barrier"}, b.readBarrier},
 	} {
 		want := false
 		for _, n := range s.names {

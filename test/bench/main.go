@@ -42,6 +42,18 @@
 //	            20 x 1000 x 5, full 100 x 1000 x 10): all synced, delivery
 //	            rate vs one raw reader (≥ 0.7), server RSS growth per agent
 //	            (≤ 50 KB) vs raw ordered consumers doing the same reads
+//	classify    classify decisions/s on a layer of 10k filters, in process
+//	            and through the API (16 callers), and with one callout call
+//	            per decision (a request/reply round trip to the callout's
+//	            agent, which counts hits in its filter context), vs
+//	            classify.LinearScan of the same filters with the same
+//	            concurrency (its callout answered in process)
+//	sync        adds/s at 1, 16, 128 callers as engine serve runs them
+//	            (embedded server, high-water mark file), with the file
+//	            store syncing every write (--sync always) vs the server's
+//	            default interval (2 min): what durability costs
+//	barrier     one caller's filter.list p50/p99 with the read barrier
+//	            (linearizable reads) vs the same engine without it
 //
 // Beside our adds (throughput, 1 and 128 callers) and our replay, the NATS
 // KV peer does the same job: kv.Create of each filter as JSON, and a late

@@ -1,0 +1,165 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/wfpnats/wfp/projection"
+)
+
+// Reads. Every read is linearizable: before answering, the engine asks the
+// stream for its last sequence and waits until its state has folded up to
+// it (a read barrier, as etcd's ReadIndex), so an answer reflects every
+// write acknowledged before the request was sent, by this engine or any
+// other. Listings are paged (pages.go).
+
+// read adapts a read into a handler. The read runs in its own goroutine
+// (a read barrier may wait for the tail, and must not hold up the next
+// request on the endpoint) and answers straight to the reply subject.
+func (e *Engine) read(fn func(ctx context.Context, data []byte) (any, error)) micro.HandlerFunc {
+	return func(req micro.Request) {
+		e.taken.add()
+		data, reply := req.Data(), req.Reply()
+		go func() {
+			defer e.taken.done()
+			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
+			defer cancel()
+			v, err := fn(ctx, data)
+			if err != nil {
+				e.publishReply(reply, errorMsg(err))
+				return
+			}
+			e.publishReply(reply, jsonMsg(v))
+		}()
+	}
+}
+
+// progress wakes whoever waits for the state to move.
+type progress struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newProgress() *progress { return &progress{ch: make(chan struct{})} }
+
+// moved returns a channel closed the next time the state moves.
+func (p *progress) moved() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ch
+}
+
+func (p *progress) signal() {
+	p.mu.Lock()
+	close(p.ch)
+	p.ch = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// gapProbe is how long a wait for the state sees no progress before it
+// asks the server whether anything is left to fold at all.
+const gapProbe = 200 * time.Millisecond
+
+// readBarrier returns once the state reflects every message the stream
+// held when it was called.
+func (e *Engine) readBarrier(ctx context.Context) error {
+	if e.cfg.StaleReads {
+		return nil
+	}
+	last, err := e.lastSeq(ctx)
+	if err != nil {
+		return errorf(CodeTimeout, "read barrier: cannot learn the log's last sequence: %v", err)
+	}
+	return e.waitFolded(ctx, last)
+}
+
+// waitFolded returns once the state has folded the log up to seq. The
+// tail delivers only stored messages, so when it stops short it asks the
+// server whether anything is stored between the state and seq at all (the
+// last messages may have been removed, or skipped over by a purge).
+func (e *Engine) waitFolded(ctx context.Context, seq uint64) error {
+	if e.Seq() >= seq {
+		return nil
+	}
+	e.readsWaiting.Add(1)
+	defer e.readsWaiting.Add(-1)
+	probe := time.NewTimer(gapProbe)
+	defer probe.Stop()
+	for {
+		moved := e.progress.moved()
+		at := e.Seq()
+		if at >= seq {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-probe.C:
+			if empty, err := e.nothingStored(ctx, at+1, seq); err == nil && empty {
+				return nil
+			}
+			probe.Reset(gapProbe)
+		case <-ctx.Done():
+			return errorf(CodeTimeout, "the engine's state is at log sequence %d, behind the log's %d: %v", at, seq, ctx.Err())
+		}
+	}
+}
+
+// nothingStored reports whether the stream holds no message from
+// sequence from through to.
+func (e *Engine) nothingStored(ctx context.Context, from, to uint64) (bool, error) {
+	m, err := e.stream.GetMsg(ctx, from, natsjs.WithGetMsgSubject(">"))
+	switch {
+	case errors.Is(err, natsjs.ErrMsgNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return m.Sequence > to, nil
+}
+
+func (e *Engine) getFilter(ctx context.Context, data []byte) (any, error) {
+	var ref FilterRef
+	if err := decode(data, &ref); err != nil {
+		return nil, err
+	}
+	if err := e.readBarrier(ctx); err != nil {
+		return nil, err
+	}
+	var resp FilterResponse
+	var err error
+	e.View(func(s *projection.State) {
+		resp.Seq = s.Seq()
+		resp.Filter, err = lookupFilter(s, ref)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// publishReply answers a request on its reply subject. An answer the
+// server would refuse (larger than its max payload) or that cannot be
+// sent is logged and replaced by an error the caller can read, instead of
+// leaving the caller to time out.
+func (e *Engine) publishReply(subject string, m *nats.Msg) {
+	if subject == "" {
+		return // a publish without a reply subject asked for no answer
+	}
+	m.Subject = subject
+	err := e.nc.PublishMsg(m) // nats.ErrMaxPayload for an answer the server would refuse
+	if err == nil {
+		return
+	}
+	e.log.Error("engine: an answer could not be sent; answering with an error instead", "subject", subject, "err", err)
+	fail := errorMsg(errorf(CodeInternal, "the engine could not send its answer (%v); a write was carried out even so: list to see its outcome", err))
+	fail.Subject = subject
+	if err := e.nc.PublishMsg(fail); err != nil {
+		e.log.Error("engine: the error answer could not be sent either", "subject", subject, "err", err)
+	}
+}
