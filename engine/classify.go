@@ -158,6 +158,14 @@ type compiledLayer struct {
 	ready chan struct{} // closed once layer is set
 }
 
+// reset forgets every compiled layer: a rebuilt state counts versions
+// afresh.
+func (c *layerCache) reset() {
+	c.mu.Lock()
+	c.layers = nil
+	c.mu.Unlock()
+}
+
 // lookup returns the entry for layer at version ver and whether the caller
 // must compile it. The caller holds the engine's read lock, so ver is the
 // state's current version and no entry can be newer.

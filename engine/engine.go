@@ -154,7 +154,9 @@ type Engine struct {
 	// progress is signalled each time the state moves, for reads waiting
 	// for it (read.go).
 	progress *progress
+	tailMu   sync.Mutex // guards tailCtx: a rebuild replaces it
 	tailCtx  natsjs.ConsumeContext
+	tailGen  atomic.Uint64 // the current tail consumer; older ones' messages are dropped
 	svc      micro.Service
 
 	comp    compaction // owned by the writer loop
@@ -171,10 +173,16 @@ type Engine struct {
 	written    atomic.Uint64 // events this engine wrote
 	fenced     atomic.Uint64 // writes refused by the fence and retried
 	purged     atomic.Uint64 // subjects of plain tombstones the janitor purged
-	retried    atomic.Uint64 // writes retried after a failure with an unknown outcome
-	refused    atomic.Uint64 // writes the server refused to store (answered at once)
-	warn       *rateLog      // warnings that can repeat, at most one a second per cause
-	markErrors atomic.Uint64 // high-water marks that could not be stored
+	// caught: every message stored before it (Unix ns) has been folded;
+	// needRebuild: the engine may have missed deletes (stale.go).
+	caught      atomic.Int64
+	needRebuild atomic.Bool
+	wake        chan struct{} // wakes the writer loop to rebuild
+	rebuilds    atomic.Uint64
+	retried     atomic.Uint64 // writes retried after a failure with an unknown outcome
+	refused     atomic.Uint64 // writes the server refused to store (answered at once)
+	warn        *rateLog      // warnings that can repeat, at most one a second per cause
+	markErrors  atomic.Uint64 // high-water marks that could not be stored
 	// lost, when set, answers every write: the log lost acknowledged
 	// events and the loss was not accepted (logloss.go).
 	lost atomic.Pointer[Error]
@@ -244,6 +252,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		cmds:     make(chan *request, 4*cfg.MaxGroup),
 		tail:     make(chan tailMsg, 4096),
 		loopDone: make(chan struct{}),
+		wake:     make(chan struct{}, 1),
 		comp:     compaction{ttl: cfg.ttl(), archive: cfg.Archive},
 
 		classifying: make(chan struct{}, maxClassifying),
@@ -275,12 +284,15 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	} else if loss != nil {
 		e.refuseWrites(loss)
 	}
+	// A fresh state misses no delete stored before its tail starts: the
+	// roll-up took the add with it (see stale.go).
+	e.caught.Store(time.Now().UnixNano())
 	if err := e.startTail(ctx); err != nil {
 		return nil, err
 	}
 	// Rebuild: fold until we have seen the log's last message as of now.
 	if err := e.catchUp(ctx, info.State.LastSeq, nil); err != nil {
-		e.tailCtx.Stop()
+		e.stopTail()
 		e.janitor.stop()
 		return nil, fmt.Errorf("engine: rebuilding state from the log: %w", err)
 	}
@@ -316,21 +328,62 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 // after the state's position. Its messages are folded by the writer loop (or
 // by catchUp before the loop starts).
 func (e *Engine) startTail(ctx context.Context) error {
-	cons, err := e.js.OrderedConsumer(ctx, e.cfg.Stream, natsjs.OrderedConsumerConfig{
+	_, err := e.openTail(ctx, natsjs.OrderedConsumerConfig{
 		DeliverPolicy: natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:   e.state.Seq() + 1,
 	})
+	return err
+}
+
+// openTail opens the tail consumer cfg asks for, as a new generation: the
+// loop drops whatever an earlier one still delivers.
+func (e *Engine) openTail(ctx context.Context, cfg natsjs.OrderedConsumerConfig) (natsjs.Consumer, error) {
+	cons, err := e.js.OrderedConsumer(ctx, e.cfg.Stream, cfg)
 	if err != nil {
-		return fmt.Errorf("engine: tail consumer: %w", err)
+		return nil, fmt.Errorf("engine: tail consumer: %w", err)
 	}
-	e.tailCtx, err = cons.Consume(e.decodeTail,
+	gen := e.tailGen.Add(1)
+	cc, err := cons.Consume(func(m natsjs.Msg) { e.decodeTail(gen, m) },
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
 			e.warn.warn("engine: tail consumer", "err", err)
 		}))
 	if err != nil {
-		return fmt.Errorf("engine: tail consumer: %w", err)
+		return nil, fmt.Errorf("engine: tail consumer: %w", err)
 	}
-	return nil
+	e.tailMu.Lock()
+	e.tailCtx = cc
+	e.tailMu.Unlock()
+	return cons, nil
+}
+
+// stopTail stops the tail consumer and drops what it delivered and the
+// loop has not folded.
+func (e *Engine) stopTail() {
+	e.tailMu.Lock()
+	cc := e.tailCtx
+	e.tailCtx = nil
+	e.tailMu.Unlock()
+	e.tailGen.Add(1)
+	if cc != nil {
+		cc.Stop()
+		// Its callback may be waiting to hand over a message: take them
+		// until it has stopped.
+	wait:
+		for {
+			select {
+			case <-cc.Closed():
+				break wait
+			case <-e.tail:
+			}
+		}
+	}
+	for {
+		select {
+		case <-e.tail:
+		default:
+			return
+		}
+	}
 }
 
 // Close stops serving and writing at once. Commands still queued are
@@ -352,9 +405,7 @@ func (e *Engine) Close() {
 			e.stop()
 			<-e.loopDone
 		}
-		if e.tailCtx != nil {
-			e.tailCtx.Stop()
-		}
+		e.stopTail()
 		e.janitor.stop()
 	})
 }
@@ -382,6 +433,9 @@ type Stats struct {
 	// PendingPurges, those waiting for it (see Config.Horizon).
 	Purged        uint64 `json:"purged"`
 	PendingPurges int    `json:"pendingPurges"`
+	// Rebuilds counts the times the engine, away from the log for longer
+	// than the horizon, rebuilt its state from a snapshot of the log.
+	Rebuilds uint64 `json:"rebuilds"`
 	// ClassifyCompiles counts compiles of a layer for classify (one per
 	// layer change that a classify followed); CalloutsAsked, registered
 	// callouts asked by classify.
@@ -430,7 +484,7 @@ func (e *Engine) Stats() Stats {
 		ClassifyCompiles: e.classifiers.compiles.Load(), CalloutsAsked: e.calloutsAsked.Load(),
 		Heartbeats: e.heartbeats.Load(), SessionsExpired: e.sessionsExpired.Load(),
 		AgentDropped: e.agentDropped.Load(), AgentsGone: e.agentsGone.Load(),
-		Purged: e.purged.Load(), PendingPurges: e.janitor.pending()}
+		Purged: e.purged.Load(), PendingPurges: e.janitor.pending(), Rebuilds: e.rebuilds.Load()}
 	if l := e.lost.Load(); l != nil {
 		st.LogLoss = l.Message
 	}

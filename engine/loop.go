@@ -50,7 +50,12 @@ func (p *pending) answer(evs []*events.Event, seq uint64, err error) {
 func (e *Engine) loop(ctx context.Context) {
 	defer close(e.loopDone)
 	inflight := make(map[string]*pending) // event id -> command, while its write is unresolved
+	check := time.NewTicker(e.checkEvery())
+	defer check.Stop()
 	for {
+		if e.needRebuild.Load() {
+			_ = e.rebuildNow(ctx, inflight, "the tail resumed after a gap longer than the horizon allows")
+		}
 		select {
 		case <-ctx.Done():
 			for {
@@ -62,7 +67,12 @@ func (e *Engine) loop(ctx context.Context) {
 				}
 			}
 		case m := <-e.tail:
-			e.fold(m, inflight)
+			if !e.needRebuild.Load() {
+				e.fold(m, inflight)
+			}
+		case <-check.C:
+			e.checkCaughtUp(ctx, inflight)
+		case <-e.wake: // a rebuild was asked for: done at the top
 		case r := <-e.cmds:
 			group := []*pending{{request: r}}
 		more:
@@ -74,6 +84,13 @@ func (e *Engine) loop(ctx context.Context) {
 					break more
 				}
 			}
+			if e.needRebuild.Load() {
+				// The state may not be the log's: judge nothing on it.
+				for _, p := range group {
+					p.answer(nil, 0, errorf(CodeTimeout, "the engine is rebuilding its state from the log (it was away for longer than the horizon); try again"))
+				}
+				continue
+			}
 			e.commit(ctx, group, inflight)
 			clear(inflight)
 		}
@@ -84,6 +101,7 @@ func (e *Engine) loop(ctx context.Context) {
 // Decoding there, not in the loop, lets a rebuild decode on one core and
 // fold on the other.
 type tailMsg struct {
+	gen     uint64 // the tail consumer it came from (see stopTail)
 	seq     uint64
 	subject string
 	stored  time.Time
@@ -93,19 +111,30 @@ type tailMsg struct {
 	last    bool          // the tail had nothing after it when it was delivered
 }
 
-// decodeTail runs in the consume callback. Messages the loop has already
-// folded (the engine's own writes, folded when acked) are dropped unread.
-func (e *Engine) decodeTail(m natsjs.Msg) {
+// decodeTail runs in the consume callback of tail consumer gen. Messages
+// the loop has already folded (the engine's own writes, folded when
+// acked) are dropped unread. Each message tells how far the engine has
+// read the log (caught, see stale.go), and first whether it had fallen
+// too far behind before it.
+func (e *Engine) decodeTail(gen uint64, m natsjs.Msg) {
 	meta, err := m.Metadata()
 	if err != nil {
 		e.log.Warn("engine: tail message without metadata", "subject", m.Subject(), "err", err)
 		return
 	}
+	now := time.Now()
+	if e.stale(now) {
+		e.needRebuild.Store(true)
+	}
+	e.caughtUpTo(meta.Timestamp)
+	if meta.NumPending == 0 {
+		e.caughtUpTo(now)
+	}
 	seq := meta.Sequence.Stream
 	if seq <= e.folded.Load() {
 		return
 	}
-	t := tailMsg{seq: seq, subject: m.Subject(), stored: meta.Timestamp, last: meta.NumPending == 0}
+	t := tailMsg{gen: gen, seq: seq, subject: m.Subject(), stored: meta.Timestamp, last: meta.NumPending == 0}
 	if t.subject == e.subj.Gap() {
 		e.tail <- t // a filler: it only moves the position
 		return
@@ -125,9 +154,17 @@ func (e *Engine) decodeTail(m natsjs.Msg) {
 // fold applies tail messages: m, then whatever else is already buffered,
 // under one lock. A message carrying the id of an event we tried to write
 // answers that command: its write landed even if we never got the ack.
-func (e *Engine) fold(m tailMsg, inflight map[string]*pending) {
+// It returns how many messages it took from the tail, and whether the
+// last of them had nothing after it when it was delivered.
+func (e *Engine) fold(m tailMsg, inflight map[string]*pending) (taken int, last bool) {
 	batch := make([]tailMsg, 0, 64)
+	gen := e.tailGen.Load()
 	add := func(m tailMsg) {
+		if m.gen != gen {
+			return // from a tail since replaced
+		}
+		taken++
+		last = m.last
 		if m.seq <= e.state.Seq() {
 			return // our own write, already folded when it was acked
 		}
@@ -172,6 +209,7 @@ drain:
 			p.answer(p.evs, d.seq, nil)
 		}
 	}
+	return taken, last
 }
 
 // drainTail folds whatever the tail has already delivered, without waiting.
@@ -193,7 +231,13 @@ func (e *Engine) drainTail(inflight map[string]*pending) {
 // no message (purged past a loss, removed by a roll-up or a TTL), and then
 // the state moves to seq without them. The fence names the stream's last
 // sequence whether or not that message is still stored.
+//
+// An engine that may have missed deletes (stale.go) does not catch up
+// through the log's history but rebuilds from a snapshot.
 func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*pending) error {
+	if e.needRebuild.Load() || (e.state.Seq() < seq && e.stale(time.Now())) {
+		return e.rebuildNow(ctx, inflight, "catching up after a gap longer than the horizon allows")
+	}
 	if e.state.Seq() >= seq {
 		return nil
 	}
@@ -207,6 +251,9 @@ func (e *Engine) catchUp(ctx context.Context, seq uint64, inflight map[string]*p
 		select {
 		case m := <-e.tail:
 			e.fold(m, inflight)
+			if e.needRebuild.Load() {
+				return e.rebuildNow(ctx, inflight, "the tail resumed after a gap longer than the horizon allows")
+			}
 			idle.Reset(e.cfg.WriteTimeout)
 			probe.Reset(gapProbe)
 			if m.last && len(e.tail) == 0 {

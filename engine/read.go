@@ -72,9 +72,13 @@ func (e *Engine) readBarrier(ctx context.Context) error {
 	if e.cfg.StaleReads {
 		return nil
 	}
+	asked := time.Now()
 	last, err := e.lastSeq(ctx)
 	if err != nil {
 		return errorf(CodeTimeout, "read barrier: cannot learn the log's last sequence: %v", err)
+	}
+	if last <= e.Seq() {
+		e.caughtUpTo(asked)
 	}
 	return e.waitFolded(ctx, last)
 }
@@ -100,7 +104,11 @@ func (e *Engine) waitFolded(ctx context.Context, seq uint64) error {
 		select {
 		case <-moved:
 		case <-probe.C:
-			if empty, err := e.nothingStored(ctx, at+1, seq); err == nil && empty {
+			if e.stale(time.Now()) {
+				// What is missing may be deletes that expired unread: the
+				// state is rebuilt, not taken past them.
+				e.askRebuild()
+			} else if empty, err := e.nothingStored(ctx, at+1, seq); err == nil && empty {
 				return nil
 			}
 			probe.Reset(gapProbe)

@@ -16,8 +16,7 @@ import (
 // resumeTail. Its API still answers.
 func pauseTail(t *testing.T, e *Engine) {
 	t.Helper()
-	e.tailCtx.Stop()
-	<-e.tailCtx.Closed()
+	e.stopTail()
 }
 
 func resumeTail(t *testing.T, e *Engine) {
