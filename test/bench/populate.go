@@ -114,7 +114,10 @@ func populated(subj events.Subjects, ev *events.Event, ttl time.Duration) (*nats
 	if err != nil {
 		return nil, err
 	}
-	if ev.Type == events.FilterDeleted || ev.Type == events.CalloutDeleted {
+	if ev.Filter != nil && ttl > 0 {
+		m.Header[events.HeaderHorizon] = []string{events.FormatTTL(ttl)}
+	}
+	if events.IsTombstone(ev.Type) {
 		m.Compact(ttl)
 	}
 	h := nats.Header(m.Header)
