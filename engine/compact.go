@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,25 +50,43 @@ type compaction struct {
 // plain.
 const floorsEvery = 200 * time.Millisecond
 
-// compact sets the compaction headers on the tombstones among msgs (the
+// compact sets the readers' headers on the filter events among msgs (the
 // messages of evs, in order, to be written from sequence base+1; atomic:
-// one batch) and returns the indexes of the tombstones left plain, for the
-// janitor once they are written.
+// one batch) and the compaction headers on the tombstones, and returns the
+// indexes of the tombstones left plain, for the janitor once they are
+// written.
+//
+// The readers' headers: the horizon (readers of one callout's filters may
+// not read the stream's configuration) and the previous filter event of
+// the same callout (events.HeaderPrev), from the state, which holds the
+// log up to base (the fence makes sure), and from the messages before
+// this one.
 func (e *Engine) compact(ctx context.Context, msgs []*nats.Msg, evs []*events.Event, base uint64, atomic bool) (plain []int) {
 	var seen map[string]bool
 	if atomic {
 		seen = make(map[string]bool, len(msgs))
 	}
+	var prev map[string]uint64 // callout key -> previous filter event, within msgs
 	for i, ev := range evs {
 		subject := msgs[i].Subject
 		first := !seen[subject]
 		if atomic {
 			seen[subject] = true
 		}
-		if ev.Filter != nil && e.comp.ttl > 0 {
-			// Readers of one callout's filters learn the horizon here:
-			// they may not read the stream's configuration.
-			msgs[i].Header.Set(events.HeaderHorizon, events.FormatTTL(e.comp.ttl))
+		if ev.Filter != nil {
+			if e.comp.ttl > 0 {
+				msgs[i].Header.Set(events.HeaderHorizon, events.FormatTTL(e.comp.ttl))
+			}
+			ck := ev.Filter.CalloutKey
+			p, ok := prev[ck]
+			if !ok {
+				p = e.state.LastOnCallout(ck)
+			}
+			msgs[i].Header.Set(events.HeaderPrev, strconv.FormatUint(p, 10))
+			if prev == nil {
+				prev = make(map[string]uint64, 4)
+			}
+			prev[ck] = base + uint64(i) + 1
 		}
 		if !events.IsTombstone(ev.Type) {
 			continue

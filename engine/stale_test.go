@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,68 +13,6 @@ import (
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
 )
-
-// cutter is a TCP hop between a client and the server that the test can
-// cut, as a network partition would, and mend.
-type cutter struct {
-	t      *testing.T
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  []net.Conn
-}
-
-func newCutter(t *testing.T, target string) *cutter {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{t: t, ln: ln, target: target}
-	t.Cleanup(func() { ln.Close(); c.sever(true) })
-	go c.accept()
-	return c
-}
-
-func (c *cutter) url() string { return "nats://" + c.ln.Addr().String() }
-
-func (c *cutter) accept() {
-	for {
-		in, err := c.ln.Accept()
-		if err != nil {
-			return
-		}
-		c.mu.Lock()
-		if c.cut {
-			c.mu.Unlock()
-			in.Close()
-			continue
-		}
-		out, err := net.Dial("tcp", c.target)
-		if err != nil {
-			c.mu.Unlock()
-			in.Close()
-			continue
-		}
-		c.conns = append(c.conns, in, out)
-		c.mu.Unlock()
-		go func() { _, _ = io.Copy(out, in); out.Close() }()
-		go func() { _, _ = io.Copy(in, out); in.Close() }()
-	}
-}
-
-// sever closes every connection through the hop and, while cut, refuses
-// new ones.
-func (c *cutter) sever(cut bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cut = cut
-	for _, conn := range c.conns {
-		conn.Close()
-	}
-	c.conns = nil
-}
 
 // An engine cut off from the server for longer than the horizon, while
 // another engine deleted a filter (the delete rolled up the add, then
@@ -95,9 +31,9 @@ func TestEngineAwayLongerThanTheHorizonRebuilds(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			const horizon = 2 * time.Second
 			srv := testkit.Server(t)
-			hop := newCutter(t, srv.NATS.Addr().String())
+			hop := testkit.NewCutter(t, srv.NATS.Addr().String())
 			cfg := Config{Horizon: horizon, Logger: testLogger(io.Discard)}
-			ncA := testkit.Dial(t, hop.url(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+			ncA := testkit.Dial(t, hop.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 			a := startEngineConfig(t, ncA, cfg)
 			b := startEngineConfig(t, testkit.Conn(t, srv), cfg)
 			ctx := context.Background()
@@ -112,7 +48,7 @@ func TestEngineAwayLongerThanTheHorizonRebuilds(t *testing.T) {
 			gone, kept := add("gone"), add("kept")
 			testkit.Eventually(t, "a to fold b's adds", func() bool { return has(a, gone) && has(a, kept) })
 
-			hop.sever(true)
+			hop.Cut()
 			testkit.Eventually(t, "a to lose its connection", func() bool { return !ncA.IsConnected() })
 			if _, _, err := b.submit(ctx, deleteFilter{ref: FilterRef{FilterID: gone}}); err != nil {
 				t.Fatal(err)
@@ -127,7 +63,7 @@ func TestEngineAwayLongerThanTheHorizonRebuilds(t *testing.T) {
 			if writeAfter {
 				later = add("later")
 			}
-			hop.sever(false)
+			hop.Mend()
 
 			testkit.Eventually(t, "a to rebuild without the deleted filter", func() bool {
 				return !has(a, gone) && has(a, kept) && (later == 0 || has(a, later))

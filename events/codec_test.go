@@ -387,3 +387,28 @@ func TestAppendEncodeAndDecodeInto(t *testing.T) {
 		t.Errorf("DecodeInto allocates %v times, Decode %v: want one fewer", intos, decodes)
 	}
 }
+
+// DecodeFilterInto puts the filter where the caller says, and leaves no
+// filter on an event without one.
+func TestDecodeFilterIntoUsesTheSpare(t *testing.T) {
+	f := &Filter{Key: "11111111-1111-4111-8111-111111111111", ID: 7, Name: "n", Layer: "ALE_AUTH_CONNECT_V4", Action: ActionBlock}
+	data, err := Encode(NewFilterEvent(FilterAdded, f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spare := &Filter{Name: "stale", Flags: []string{"x"}}
+	var e Event
+	if err := DecodeFilterInto(data, &e, spare); err != nil {
+		t.Fatal(err)
+	}
+	if e.Filter != spare || spare.Name != "n" || spare.Flags != nil || spare.ID != 7 {
+		t.Fatalf("filter %p (spare %p): %+v", e.Filter, spare, spare)
+	}
+	data, err = Encode(NewCalloutEvent(CalloutAdded, &Callout{Key: f.Key, Name: "c"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := DecodeFilterInto(data, &e, spare); err != nil || e.Filter != nil || e.Callout == nil {
+		t.Fatalf("callout event: %v, filter %v", err, e.Filter)
+	}
+}

@@ -38,13 +38,22 @@ func Decode(data []byte) (*Event, error) {
 // DecodeInto is Decode into an Event the caller owns, for a reader that
 // does not keep the event (it may keep e.Filter and e.Callout, which are
 // always fresh). e is reset first; on error its contents are undefined.
-func DecodeInto(data []byte, e *Event) error {
+func DecodeInto(data []byte, e *Event) error { return DecodeFilterInto(data, e, nil) }
+
+// DecodeFilterInto is DecodeInto that decodes the event's filter, if it
+// has one, into spare (reset first) instead of a fresh Filter: a reader
+// that keeps filters inside a larger struct of its own allocates once.
+// e.Filter is spare then, or nil if the event has no filter. A nil spare
+// is DecodeInto.
+func DecodeFilterInto(data []byte, e *Event, spare *Filter) error {
 	*e = Event{}
 	d := decoders.Get().(*decoder)
 	d.data = data
 	d.r.Reset(data)
+	d.spare = spare
 	err := d.event(e)
 	d.data = nil
+	d.spare = nil
 	d.r.Reset(nil)
 	decoders.Put(d)
 	if err != nil {
@@ -57,9 +66,10 @@ func DecodeInto(data []byte, e *Event) error {
 }
 
 type decoder struct {
-	md   *msgpack.Decoder // reads from r
-	r    bytes.Reader     // over data
-	data []byte
+	md    *msgpack.Decoder // reads from r
+	r     bytes.Reader     // over data
+	data  []byte
+	spare *Filter // where the event's filter goes (DecodeFilterInto)
 }
 
 var decoders = sync.Pool{New: func() any {
@@ -89,10 +99,15 @@ func (d *decoder) event(e *Event) error {
 			switch {
 			case d.nilNext():
 				e.Filter = nil
-			case e.Filter == nil:
-				e.Filter = new(Filter)
-				fallthrough
 			default:
+				if e.Filter == nil {
+					e.Filter = d.spare
+					if e.Filter == nil {
+						e.Filter = new(Filter)
+					} else {
+						*e.Filter = Filter{}
+					}
+				}
 				err = d.filter(e.Filter)
 			}
 		case "c":

@@ -100,6 +100,16 @@ const (
 	MetaHorizon   = "wfp.horizon"
 )
 
+// HeaderPrev is on every filter event the engine writes: the stream
+// sequence of the previous filter event naming the same callout (0: none
+// before it; filters naming no callout count as callout ""). A reader of
+// one callout's events that has read event p and gets an event whose
+// HeaderPrev is beyond p has missed something in between (a live agent's
+// core subscription lost it), and reads the log from p+1 to catch up.
+// The previous event may be gone from the log (rolled up, expired): the
+// header names it all the same.
+const HeaderPrev = "Wfp-Prev"
+
 // IsTombstone reports whether events of type t end their subject's
 // object (a filter, a callout, a session): such an event rolls the
 // subject up and expires after the horizon.

@@ -38,6 +38,24 @@ func (s Subjects) CalloutFilters(key string) string {
 	return s.Prefix + ".filter." + CalloutToken(key) + ".*"
 }
 
+// Live filter events. The stream republishes every filter event it
+// stores, as it stores it, from <prefix>.filter.<C>.<key> to
+// <prefix>.live.filter.<C>.<key> (the stream's RePublish, with the
+// original subject and stream sequence in headers): a live agent reads
+// its callout's events there, on a core subscription that permissions can
+// confine to its callout, without a consumer on the server. The live
+// subjects are outside the stream.
+
+// LiveFilters returns the live subject of every filter event naming
+// callout key: what a live agent subscribes to.
+func (s Subjects) LiveFilters(key string) string {
+	return s.Prefix + ".live.filter." + CalloutToken(key) + ".*"
+}
+
+// LiveSource and LiveDestination are the stream's RePublish mapping.
+func (s Subjects) LiveSource() string      { return s.Prefix + ".filter.>" }
+func (s Subjects) LiveDestination() string { return s.Prefix + ".live.filter.>" }
+
 // Stream returns the subjects the event-log stream captures:
 // "<prefix>.filter.>", "<prefix>.callout.>" and "<prefix>.session.*". Not
 // "<prefix>.>": the engine's API, the agent protocol and session heartbeats

@@ -33,7 +33,16 @@ type StreamConfig struct {
 	// (events.MetaHorizon) for readers. 0 keeps tombstones for ever.
 	// Whole seconds: it is rounded up.
 	Horizon time.Duration
+	// MaxConsumers caps the consumers on the stream (default
+	// DefaultMaxConsumers). Set explicitly because nats-server otherwise
+	// caps a stream at 1,000 (JSDefaultMaxConsumersPerStream; -1 does not
+	// opt out). Durable agents hold one each; live and replay agents one
+	// while they read a snapshot or catch up, none once live.
+	MaxConsumers int
 }
+
+// DefaultMaxConsumers is StreamConfig.MaxConsumers' default.
+const DefaultMaxConsumers = 100_000
 
 // WithDefaults returns c with every zero field set to its default.
 func (c StreamConfig) WithDefaults() StreamConfig {
@@ -48,6 +57,9 @@ func (c StreamConfig) WithDefaults() StreamConfig {
 	}
 	if c.Horizon < 0 {
 		c.Horizon = 0
+	}
+	if c.MaxConsumers <= 0 {
+		c.MaxConsumers = DefaultMaxConsumers
 	}
 	return c
 }
@@ -94,6 +106,7 @@ func (c StreamConfig) validate() error {
 // a filter's history silently (the server then refuses it even to a user
 // with the API right; it cannot be undone on a stream).
 func (c StreamConfig) natsConfig() natsjs.StreamConfig {
+	subj := events.Subjects{Prefix: c.Prefix}
 	return natsjs.StreamConfig{
 		Name:               c.Name,
 		Description:        "WFP event log: filter and callout events (source of truth)",
@@ -114,6 +127,10 @@ func (c StreamConfig) natsConfig() natsjs.StreamConfig {
 		DenyDelete:         true,
 		AllowMsgTTL:        true, // tombstones expire after the horizon
 		Metadata:           map[string]string{events.MetaHorizon: c.horizonMeta()},
+		MaxConsumers:       c.MaxConsumers,
+		// Live agents read their callout's events as they are stored, on
+		// core subscriptions, without a consumer each (events.Subjects.LiveFilters).
+		RePublish: &natsjs.RePublish{Source: subj.LiveSource(), Destination: subj.LiveDestination()},
 	}
 }
 
@@ -198,6 +215,8 @@ func imposeOwned(dst *natsjs.StreamConfig, want natsjs.StreamConfig) {
 	dst.AllowRollup = want.AllowRollup
 	dst.DenyPurge = want.DenyPurge
 	dst.DenyDelete = want.DenyDelete
+	dst.MaxConsumers = want.MaxConsumers
+	dst.RePublish = want.RePublish
 	dst.AllowMsgTTL = want.AllowMsgTTL
 	// Only our key: the server and operators keep metadata of their own.
 	md := make(map[string]string, len(dst.Metadata)+1)
@@ -241,6 +260,8 @@ func configDiff(have, want natsjs.StreamConfig) []string {
 	check("allow_rollup_hdrs", have.AllowRollup, want.AllowRollup)
 	check("deny_purge", have.DenyPurge, want.DenyPurge)
 	check("deny_delete", have.DenyDelete, want.DenyDelete)
+	check("max_consumers", have.MaxConsumers, want.MaxConsumers)
+	check("republish", fmt.Sprint(have.RePublish), fmt.Sprint(want.RePublish))
 	check("allow_msg_ttl", have.AllowMsgTTL, want.AllowMsgTTL)
 	check("metadata "+events.MetaHorizon, have.Metadata[events.MetaHorizon], want.Metadata[events.MetaHorizon])
 	return d

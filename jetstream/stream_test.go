@@ -2,11 +2,13 @@ package jetstream
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wfpnats/wfp/events"
@@ -242,5 +244,56 @@ func TestEnsureStreamDeniesMessageDelete(t *testing.T) {
 	}
 	if st := state(t, s); st.Msgs != 1 {
 		t.Fatalf("%d messages after refused deletes, want 1", st.Msgs)
+	}
+}
+
+// The stream republishes every filter event to its live subject, with
+// its stream sequence, for agents on core subscriptions, and caps its
+// consumers explicitly (the server's default cap is 1,000): also on a
+// stream made before either existed.
+func TestEnsureStreamRepublishesFilterEventsAndSetsMaxConsumers(t *testing.T) {
+	e := startServer(t)
+	js := connectJS(t, e)
+	nc := js.Conn()
+	ctx := testCtx(t)
+	if _, err := js.CreateStream(ctx, natsjs.StreamConfig{Name: "WFP", Subjects: []string{"wfp.filter.>", "wfp.callout.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := EnsureStream(ctx, js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CachedInfo().Config; c.MaxConsumers != DefaultMaxConsumers || c.RePublish == nil {
+		t.Fatalf("max consumers %d, republish %+v", c.MaxConsumers, c.RePublish)
+	}
+	live := make(chan *nats.Msg, 4)
+	sub, err := nc.ChanSubscribe(events.Subjects{Prefix: "wfp"}.LiveFilters("C"), live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for _, subject := range []string{"wfp.filter.C.k1", "wfp.callout.C", "wfp.filter.C.k2"} {
+		ack, err := js.Publish(ctx, subject, []byte(subject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	// In order, and the callout event is not among them.
+	for i, want := range []int{0, 2} {
+		select {
+		case m := <-live:
+			subject := []string{"wfp.filter.C.k1", "wfp.callout.C", "wfp.filter.C.k2"}[want]
+			if m.Subject != "wfp.live."+strings.TrimPrefix(subject, "wfp.") || m.Header.Get(natsjs.SequenceHeader) != fmt.Sprint(seqs[want]) ||
+				m.Header.Get(natsjs.SubjectHeader) != subject || string(m.Data) != subject {
+				t.Fatalf("republished #%d: %s %v %q", i, m.Subject, m.Header, m.Data)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("republished #%d never came", i)
+		}
 	}
 }

@@ -75,9 +75,11 @@ const (
 // consumer on its own callout's filter subject and no other (a durable
 // agent also the consumer of its agent id, for the snapshot of a resync,
 // and it records its caught-up time in its durable's metadata), ack its
-// own messages (durable), read the last message of its own callout's
-// subject (to find the end of a replay snapshot after a reset, and to
-// learn the log's horizon), announce itself,
+// own messages (durable), hear its own callout's filter events as the
+// stream stores them (events.Subjects.LiveFilters: a live or replay agent
+// reads there once it is synced, without a consumer), read the last
+// message of its own callout's subject (to find the end of a replay
+// snapshot after a reset, and to learn the log's horizon), announce itself,
 // answer adds, pings and classify calls in its own name (it hears the
 // classify calls of its own subject only), and receive on its own inbox
 // (events.Subjects.AgentInbox: the connection must use it as its inbox
@@ -123,6 +125,7 @@ func Agent(d Deployment, calloutKey, agentID, durable string) (Set, error) {
 			s.Result(key, agentID),
 		),
 		Subscribe: []string{
+			s.LiveFilters(key),
 			s.AgentInbox(key, agentID) + ".>",
 			s.AgentPing(key, agentID),
 			s.AgentInstancePing(key, agentID, "*"),

@@ -121,7 +121,7 @@ func TestAgentSetIsConfinedToItsCalloutAndID(t *testing.T) {
 				if !ownConsumer(subj) && subj != "$JS.API.DIRECT.GET.S."+s.CalloutFilters(calloutKey) {
 					t.Errorf("%s: JetStream subject %q is not about its own consumer or callout", role, subj)
 				}
-			case subj == s.AgentProbe():
+			case subj == s.AgentProbe(), subj == s.LiveFilters(calloutKey): // its own callout's live events
 			default:
 				if !strings.Contains(subj, "."+calloutKey+"."+id) {
 					t.Errorf("%s: subject %q does not name its callout and agent id", role, subj)

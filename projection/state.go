@@ -27,8 +27,12 @@ type State struct {
 	byCallout  index
 	byLayer    index
 	byProvider index
-	sess       sessions      // dynamic sessions (session.go)
-	layers     layerVersions // per-layer change counters (layers.go)
+	sess       sessions // dynamic sessions (session.go)
+	// lastOn is, per callout key ("" for filters naming none), the
+	// sequence of the newest filter event naming it: the previous event
+	// an agent of that callout has read when the next one is written.
+	lastOn map[string]uint64
+	layers layerVersions // per-layer change counters (layers.go)
 	// h keeps removed entries for reads as of earlier positions
 	// (history.go).
 	h history
@@ -69,6 +73,7 @@ func New() *State { return NewSized(0) }
 func NewSized(filters int) *State {
 	return &State{
 		callouts:   make(map[string]*events.Callout),
+		lastOn:     make(map[string]uint64),
 		filters:    make(map[string]*events.Filter, filters),
 		byID:       make(map[uint64]*events.Filter, filters),
 		byCallout:  make(index),
@@ -97,6 +102,9 @@ func (s *State) Apply(seq uint64, ev *events.Event) bool {
 	s.Skip(seq)
 	if ev == nil || !ev.Known() {
 		return false
+	}
+	if ev.Filter != nil && (ev.Type == events.FilterAdded || ev.Type == events.FilterDeleted) {
+		s.lastOn[ev.Filter.CalloutKey] = seq
 	}
 	switch ev.Type {
 	case events.FilterAdded:
@@ -151,6 +159,12 @@ func (s *State) removeFilter(key string) bool {
 	s.removed(f)
 	return true
 }
+
+// LastOnCallout is the stream sequence of the newest filter event naming
+// callout key ("" for filters naming none) that the state has folded; 0
+// if none. On a compacted log that event may be gone (a delete that
+// expired): this is the newest the state has seen.
+func (s *State) LastOnCallout(key string) uint64 { return s.lastOn[key] }
 
 // Filter returns the live filter with key. The pointer is the state's own:
 // callers that keep it past their lock must Clone it.
