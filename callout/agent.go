@@ -7,6 +7,7 @@ import (
 	"iter"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -64,14 +65,30 @@ type Agent struct {
 	// transaction (txHoldTimeout when registered).
 	holdTimeout time.Duration
 
+	// lastSeq is the last stream sequence handled (and, durable, acked):
+	// a reader makes its consumer anew from the one after. Written by the
+	// notify goroutine, read by the reader's pump.
+	lastSeq atomic.Uint64
+
 	// Owned by the notify goroutine.
-	lastSeq   uint64     // durable: last stream sequence handled and acked
-	lastAcked natsjs.Msg // durable: the message of that ack
+	lastAcked natsjs.Msg // durable: the message of the last ack
 	snap      snapshot
 	asm       assembler
 	seen      uint64  // the highest stream sequence dispatched (live: from registration)
 	hz        horizon // how long the log can be trusted to show every delete
 	nextCheck time.Time
+	// A live or replay agent reads its live subscription (live.go)
+	// whenever it is not reading a consumer (src nil): src is its snapshot
+	// or a catch-up (catchingUp), held the live message that revealed a
+	// gap, trustNext takes the next live message without the gap check
+	// (live mode, when the starting point could not be read), and recheck
+	// asks the next check to catch up.
+	live       *live
+	reconnects chan nats.Status
+	catchingUp bool
+	held       *delivery
+	trustNext  bool
+	recheck    bool
 }
 
 // Register starts an agent for calloutKey. ctx bounds the registration
@@ -183,11 +200,13 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 	}
 	if err != nil {
 		ann.release()
-		a.cancel()
-		a.src.stop()
+		a.stopSources()
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		a.src.release(rctx, nil)
+		if a.src != nil {
+			a.src.release(rctx, nil)
+		}
+		a.cancel()
 		return nil, err
 	}
 	if !a.snap.active {
@@ -204,8 +223,12 @@ func (a *Agent) ID() string { return a.id }
 // engines tell instances of one agent id apart by it.
 func (a *Agent) Instance() string { return a.instance }
 
-// open creates the consumer the mode asks for.
+// open creates what the mode reads: a durable agent its durable
+// consumer; a live or replay agent its live subscription, then, replay,
+// the consumer of its snapshot, or, live, its starting point: the
+// callout's newest event. ctx is the registration's.
 func (a *Agent) open(ctx context.Context) error {
+	a.ctx = ctx // until Register sets the agent's own
 	now := time.Now()
 	fresh := false
 	if a.durable {
@@ -217,48 +240,77 @@ func (a *Agent) open(ctx context.Context) error {
 		a.hz.recorded = caught
 	} else {
 		a.hz.set(now) // the snapshot, or "now", is taken after this
+		if err := a.subscribeLive(ctx); err != nil {
+			return err
+		}
 	}
-	a.learnHorizon(ctx)
-	d := &reader{
-		js:      a.js,
-		stream:  a.o.stream,
-		durable: a.durable,
-		conn:    a.nc,
-		log:     a.log,
-		pause:   a.pause,
-		bo:      a.o.newBackoff(),
+	newest, known, err := a.learnHorizon(ctx)
+	if err != nil {
+		if a.live != nil {
+			a.live.stop()
+		}
+		return err
 	}
 	switch {
 	case a.durable:
-		d.cfg = durableConfig(a.o.durable, a.subject, a.key)
+		d := a.newReader(durableConfig(a.o.durable, a.subject, a.key))
 		d.cfg.Metadata = a.hz.metadata()
 		d.pastEnd = func(n uint64) { a.n.logLoss.Store(n) }
+		first, _, err := d.start(ctx)
+		if err != nil {
+			return err
+		}
+		d.resume = func() uint64 { return max(first, a.lastSeq.Load()+1) }
+		a.src = d
+		a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "resumeAt", first, "horizon", a.hz.h)
 	case a.o.mode == Replay:
-		d.cfg = agentConfig(events.AgentConsumer(a.key, a.id), a.subject, a.key, a.id, natsjs.DeliverLastPerSubjectPolicy)
-	default:
-		d.cfg = agentConfig(events.AgentConsumer(a.key, a.id), a.subject, a.key, a.id, natsjs.DeliverNewPolicy)
-	}
-	first, info, err := d.start(ctx)
-	if err != nil {
-		return err
-	}
-	d.resume = func() uint64 { return max(first, a.lastSeq+1) }
-	a.src = d
-	if a.o.mode == Replay {
+		d := a.newReader(agentConfig(events.AgentConsumer(a.key, a.id), a.subject, a.key, a.id, natsjs.DeliverLastPerSubjectPolicy))
+		first, info, err := d.start(ctx)
+		if err != nil {
+			a.live.stop()
+			return err
+		}
+		d.resume = func() uint64 { return max(first, a.lastSeq.Load()+1) }
 		// NumPending at creation is the snapshot: the last message of
 		// each filter subject of the callout.
 		a.snap = snapshot{active: info.NumPending > 0, left: info.NumPending, gen: d.gen}
+		a.filters.reserve(int(min(info.NumPending, 1<<24)))
+		a.src = d
+		a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "snapshot", a.snap.left, "horizon", a.hz.h)
+		if !a.snap.active {
+			a.goLive()
+		}
+	default:
+		// "Now" is the callout's newest event: nothing before it is told
+		// (R2), everything after it comes on the subscription.
+		a.seen = newest
+		a.trustNext = !known
+		a.live.floor.Store(newest)
+		a.log.Info("registered", "subject", a.subject, "live", a.subj.LiveFilters(a.key), "after", newest, "horizon", a.hz.h)
 	}
-	if !a.durable && a.o.mode == Live {
-		a.seen = first - 1 // a resync never adds what existed before (R2)
+	if a.src != nil {
+		go a.src.pump()
 	}
 	if fresh {
 		// A kill before the first record must not look like a long
 		// absence to the next run.
 		a.recordCaughtUp(true)
 	}
-	a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "resumeAt", first, "snapshot", a.snap.left, "horizon", a.hz.h)
 	return nil
+}
+
+// stopSources stops the consumer and the live subscription, so that
+// their goroutines end.
+func (a *Agent) stopSources() {
+	if a.src != nil {
+		a.src.stop()
+	}
+	if a.live != nil {
+		a.live.stop()
+		if a.reconnects != nil {
+			a.nc.RemoveStatusListener(a.reconnects)
+		}
+	}
 }
 
 // Synced is closed once the initial state is delivered: at once in live
@@ -295,6 +347,7 @@ func (a *Agent) Stats() Stats {
 		Tombstones:     a.n.tombstones.Load(),
 		HandlerErrors:  a.n.handlerErrors.Load(),
 		Resyncs:        a.n.resyncs.Load(),
+		CatchUps:       a.n.catchUps.Load(),
 		CaughtUp:       a.caughtUp(),
 		Classifies:     a.n.classifies.Load(),
 		ClassifyErrors: a.n.classifyErrors.Load(),
@@ -355,7 +408,8 @@ func (a *Agent) shutdown(ctx context.Context, now bool) error {
 	if now {
 		a.cancel()
 	}
-	a.src.stop()
+	// The notify goroutine stops its consumer and subscription as it
+	// ends: it may be replacing one with the other.
 	select {
 	case <-a.done:
 	case <-ctx.Done():
@@ -372,8 +426,10 @@ func (a *Agent) shutdown(ctx context.Context, now bool) error {
 		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), closeGrace)
 		defer cancel()
 	}
-	if err := a.src.release(rctx, a.lastAcked); err != nil {
-		errs = append(errs, err)
+	if a.src != nil {
+		if err := a.src.release(rctx, a.lastAcked); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	a.recordCaughtUp(true)
 	return errors.Join(errs...)
@@ -433,37 +489,66 @@ func (a *Agent) pause(err error, b *backoff) bool {
 	return a.sleep(d)
 }
 
-// run is the notify goroutine: the only caller of the handler.
+// run is the notify goroutine: the only caller of the handler. It takes
+// what its consumer's pump decoded, or, when it reads no consumer, what
+// the live subscription decoded; it gives up on an incomplete
+// transaction when the rest does not come in time (holdTimeout); and it
+// checks, every so often, that it is still where the log is (the end of
+// a stalled snapshot, the horizon, messages a live subscription lost).
 func (a *Agent) run() {
 	defer close(a.done)
-	b := a.o.newBackoff()
+	defer a.stopSources()
 	var holdUntil time.Time // when the transaction held now stops waiting
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
-		var wait time.Duration
 		if a.asm.holding() {
 			if holdUntil.IsZero() {
 				holdUntil = time.Now().Add(a.holdTimeout)
 			}
-			wait = max(time.Until(holdUntil), time.Millisecond)
 		} else {
 			holdUntil = time.Time{}
 		}
-		if a.hz.on() || a.snap.active {
-			if a.nextCheck.IsZero() {
-				a.nextCheck = time.Now().Add(a.checkEvery())
-			}
-			if w := max(time.Until(a.nextCheck), time.Millisecond); wait == 0 || w < wait {
-				wait = w
-			}
+		if a.nextCheck.IsZero() {
+			a.nextCheck = time.Now().Add(a.checkEvery())
 		}
-		msg, err := a.src.next(wait)
-		if err == nil {
-			b.reset()
-			a.dispatch(msg)
-			continue
+		wake := a.nextCheck
+		if !holdUntil.IsZero() && holdUntil.Before(wake) {
+			wake = holdUntil
 		}
-		if errors.Is(err, errHoldTimeout) {
-			now := time.Now()
+		timer.Reset(max(time.Until(wake), time.Millisecond))
+
+		var fromSrc <-chan *delivery
+		var srcErr <-chan error
+		var fromLive <-chan *delivery
+		if a.src != nil {
+			fromSrc, srcErr = a.src.out, a.src.errs
+		} else if a.live != nil {
+			fromLive = a.live.out
+		}
+		select {
+		case d := <-fromSrc:
+			a.dispatch(d)
+			if a.catchingUp && d.pending == 0 && a.src != nil && !a.isClosing() {
+				a.goLive() // the consumer had nothing more: back to the subscription
+			}
+		case d := <-fromLive:
+			a.fromLive(d)
+		case st := <-a.reconnects:
+			if st == nats.CLOSED {
+				a.fail(nats.ErrConnectionClosed)
+				return
+			}
+			if a.src == nil {
+				a.catchUp("reconnected: the subscription may have lost messages meanwhile")
+			}
+		case err := <-srcErr:
+			if a.isClosing() {
+				return
+			}
+			a.fail(err)
+			return
+		case now := <-timer.C:
 			if a.asm.holding() && !now.Before(holdUntil) {
 				holdUntil = time.Time{}
 				for _, u := range a.asm.flush(fmt.Sprintf("the rest did not arrive within %v", a.holdTimeout)) {
@@ -474,34 +559,43 @@ func (a *Agent) run() {
 			}
 			if !now.Before(a.nextCheck) {
 				a.nextCheck = now.Add(a.checkEvery())
-				if a.snap.active && a.snapshotDrained() {
-					a.snap.active = false
-					a.log.Info("synced (the rest of the snapshot left the stream before it was read)")
-					a.markSynced()
-				}
-				if a.hz.on() && !a.asm.holding() {
-					a.checkHorizon()
-				}
+				a.check()
 			}
-			continue
-		}
-		if errors.Is(err, errStopped) || a.isClosing() {
+		case <-a.closing:
 			return
 		}
-		if errors.Is(err, natsjs.ErrMsgIteratorClosed) || a.nc.IsClosed() {
-			a.err = fmt.Errorf("callout: agent for %s stopped: %w", a.key, err)
-			a.log.Error("agent stopped", "err", err)
-			a.cancel()
-			a.src.stop()
-			// No longer serving: leave the engines' lists (if the
-			// connection still lets us say so).
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			a.ann.stop(ctx)
-			cancel()
-			return
-		}
-		if !a.pause(err, b) {
+		if a.isClosing() {
 			return
 		}
 	}
+}
+
+// fail stops the agent for err: it can no longer read.
+func (a *Agent) fail(err error) {
+	a.err = fmt.Errorf("callout: agent for %s stopped: %w", a.key, err)
+	a.log.Error("agent stopped", "err", err)
+	a.cancel()
+	// No longer serving: leave the engines' lists (if the connection
+	// still lets us say so).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	a.ann.stop(ctx)
+	cancel()
+}
+
+// check runs every checkEvery on the notify goroutine: the end of a
+// snapshot whose rest left the stream before it was read, the horizon,
+// and what a live subscription may have lost.
+func (a *Agent) check() {
+	if a.snap.active && a.snapshotDrained() {
+		a.snap.active = false
+		a.log.Info("synced (the rest of the snapshot left the stream before it was read)")
+		a.markSynced()
+		if !a.durable {
+			a.goLive()
+		}
+	}
+	if a.asm.holding() || a.snap.active {
+		return
+	}
+	a.checkHorizon()
 }

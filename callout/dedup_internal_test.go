@@ -57,8 +57,8 @@ func TestAddOfAFilterAlreadyHeldIsADuplicate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.dispatch(msg)
-	a.dispatch(msg) // again, as after a reset
+	a.dispatch(consumed(msg, 0))
+	a.dispatch(consumed(msg, 0)) // again, as after a reset
 	if s := a.Stats(); adds.Load() != 1 || s.Duplicates != 1 || s.Held != 1 {
 		t.Fatalf("AddFilter called %d times, stats %+v; want once, and one duplicate", adds.Load(), s)
 	}

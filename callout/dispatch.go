@@ -3,6 +3,7 @@ package callout
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,18 +14,17 @@ import (
 	"github.com/wfpnats/wfp/events"
 )
 
-// dispatch takes one message from the consumer and delivers what it
-// completes: the pipeline is metadata, then redelivery check, then
-// snapshot or transaction assembly, then the handler.
-func (a *Agent) dispatch(msg natsjs.Msg) {
-	meta, err := msg.Metadata()
-	if err != nil {
-		a.skip(msg, 0, "message without JetStream metadata", err)
+// dispatch takes one message, decoded by its feed, and delivers what it
+// completes: the pipeline is the redelivery check, then snapshot or
+// transaction assembly, then the handler.
+func (a *Agent) dispatch(d *delivery) {
+	if errors.Is(d.err, errNoMetadata) {
+		a.skip(d, 0, "message without JetStream metadata", d.err)
 		return
 	}
-	seq := meta.Sequence.Stream
+	seq := d.seq
 	if seq > a.seen {
-		a.hz.learn(msg.Headers().Get(events.HeaderHorizon)) // the newest event tells
+		a.hz.learn(d.header.Get(events.HeaderHorizon)) // the newest event tells
 	}
 	if a.hz.on() {
 		if a.hz.stale(time.Now()) {
@@ -33,18 +33,24 @@ func (a *Agent) dispatch(msg natsjs.Msg) {
 			a.resync("the agent fell further behind the log than its horizon")
 			return
 		}
-		a.hz.advance(meta.Timestamp)
+		a.hz.advance(d.stored)
 		defer a.recordCaughtUp(false)
 	}
 	a.seen = max(a.seen, seq)
-	if a.durable && seq <= a.lastSeq {
+	if a.durable && seq <= a.lastSeq.Load() {
 		// A redelivery of a message handled and acked already (ack lost or
 		// late). Acking it again acks nothing new.
 		a.n.duplicates.Add(1)
-		a.ack(msg)
+		a.ack(d)
 		return
 	}
-	it := item{msg: msg, seq: seq, initial: a.snap.contains(meta, a.src.gen, a.lastOnSubject, a.log), last: meta.NumPending == 0}
+	it := item{d: d, seq: seq, initial: a.snap.contains(seq, d.gen, a.lastOnSubject, a.log), last: d.msg != nil && d.pending == 0}
+	if !it.initial && !a.asm.holding() {
+		if _, _, _, tx := a.txHeaders(d, seq, true); !tx {
+			a.deliverOne(it) // the common case, without the assembler's slices
+			return
+		}
+	}
 	for _, u := range a.units(it) {
 		if !a.deliver(u) {
 			return // closing
@@ -57,13 +63,61 @@ func (a *Agent) dispatch(msg natsjs.Msg) {
 // parts may have been superseded since, so there is nothing to wait for.
 func (a *Agent) units(it item) []unit {
 	if it.initial {
-		if id, _, _, ok := a.txHeaders(it.msg, it.seq, false); ok {
+		if id, _, _, ok := a.txHeaders(it.d, it.seq, false); ok {
 			a.snap.lastTx = id
 		}
 		return []unit{single(it)}
 	}
-	id, i, n, ok := a.txHeaders(it.msg, it.seq, true)
+	id, i, n, ok := a.txHeaders(it.d, it.seq, true)
 	return a.asm.push(it, id, i, n, ok)
+}
+
+// deliverOne is deliver of a unit of one message outside any
+// transaction.
+func (a *Agent) deliverOne(it item) bool {
+	ok := !a.isClosing()
+	if ok {
+		var stop func()
+		if a.durable {
+			stop = a.keepAlive(it.d.msg)
+		}
+		ok, _ = a.process(it)
+		if stop != nil {
+			stop()
+		}
+	}
+	if !ok {
+		a.log.Info("closed in the middle of a delivery; it is not acknowledged", "seq", it.seq)
+		return false
+	}
+	a.handled(it)
+	a.counted(it)
+	return true
+}
+
+// handled records the last item of a unit the handler is done with: a
+// durable agent acks it (and with it the unit), and the snapshot counts
+// it.
+func (a *Agent) handled(last item) {
+	a.lastSeq.Store(last.seq)
+	if a.durable {
+		a.ack(last.d)
+		a.lastAcked = last.d.msg
+	}
+}
+
+// counted counts a snapshot item handled; the last one syncs the agent,
+// and a live or replay agent goes on with its live subscription.
+func (a *Agent) counted(it item) {
+	if !it.initial || !a.snap.advance(it.seq, it.last) {
+		return
+	}
+	a.asm.broken = a.snap.lastTx
+	a.log.Info("synced")
+	a.markSynced()
+	if !a.durable {
+		a.goLive()
+	}
 }
 
 // deliver hands a unit to the handler, in log order, with post-commit
@@ -72,11 +126,14 @@ func (a *Agent) units(it item) []unit {
 // it (the consumer acks all before it), so a unit cut short comes again
 // whole. It reports false when Close interrupted the unit.
 func (a *Agent) deliver(u unit) bool {
-	msgs := make([]natsjs.Msg, len(u.items))
-	for i, it := range u.items {
-		msgs[i] = it.msg
+	var msgs []natsjs.Msg
+	if a.durable {
+		msgs = make([]natsjs.Msg, len(u.items))
+		for i, it := range u.items {
+			msgs[i] = it.d.msg
+		}
 	}
-	stop := a.keepAlive(msgs)
+	stop := a.keepAlive(msgs...)
 	var added []uint64
 	done := true
 	for _, it := range u.items {
@@ -102,21 +159,12 @@ func (a *Agent) deliver(u unit) bool {
 			"firstSeq", u.items[0].seq, "lastSeq", u.items[len(u.items)-1].seq)
 		return false
 	}
-	last := u.items[len(u.items)-1]
-	a.lastSeq = last.seq
-	if a.durable {
-		a.ack(last.msg)
-		a.lastAcked = last.msg
-	}
+	a.handled(u.items[len(u.items)-1])
 	if u.tx {
 		a.n.transactions.Add(1)
 	}
 	for _, it := range u.items {
-		if it.initial && a.snap.advance(it.seq, it.last) {
-			a.asm.broken = a.snap.lastTx
-			a.log.Info("synced")
-			a.markSynced()
-		}
+		a.counted(it)
 	}
 	return true
 }
@@ -179,30 +227,30 @@ func apiSubject(js natsjs.JetStream, s string) string {
 	return natsjs.DefaultAPIPrefix + s
 }
 
-// process decodes the event and calls the handler. ok is false only when
-// Close interrupted an AddFilter; added is the filter id when the event
-// is an add of a filter the agent now holds.
+// process calls the handler for the event its feed decoded. ok is false
+// only when Close interrupted an AddFilter; added is the filter id when
+// the event is an add of a filter the agent now holds.
 func (a *Agent) process(it item) (ok bool, added uint64) {
-	msg, seq := it.msg, it.seq
-	ev, err := events.Decode(msg.Data())
+	d, seq := it.d, it.seq
+	ev := &d.ev
 	switch {
-	case err != nil:
-		a.skip(msg, seq, "undecodable payload", err)
+	case d.err != nil:
+		a.skip(d, seq, "undecodable payload", d.err)
 		return true, 0
 	case !ev.Known():
-		a.skip(msg, seq, "unknown event type or schema", nil, "type", ev.Type, "schema", ev.Schema)
+		a.skip(d, seq, "unknown event type or schema", nil, "type", ev.Type, "schema", ev.Schema)
 		return true, 0
-	case ev.Type != events.FilterAdded && ev.Type != events.FilterDeleted:
-		a.skip(msg, seq, "not a filter event", nil, "type", ev.Type)
+	case ev.Type != events.FilterAdded && ev.Type != events.FilterDeleted || d.f == nil:
+		a.skip(d, seq, "not a filter event", nil, "type", ev.Type)
 		return true, 0
 	case ev.Filter.CalloutKey != a.key:
-		a.skip(msg, seq, "filter names another callout", nil, "filterCallout", ev.Filter.CalloutKey)
+		a.skip(d, seq, "filter names another callout", nil, "filterCallout", ev.Filter.CalloutKey)
 		return true, 0
 	}
 	if ev.Type == events.FilterAdded {
-		return a.add(msg, seq, ev.Filter, it.initial)
+		return a.add(d.subject, seq, d.f, it.initial)
 	}
-	a.remove(seq, ev.Filter, ev.Reason, it.initial)
+	a.remove(seq, d.f, ev.Reason, it.initial)
 	return true, 0
 }
 
@@ -210,26 +258,26 @@ func (a *Agent) process(it item) (ok bool, added uint64) {
 // id, whatever the payload says. Success: the agent holds the filter. An
 // error: the callout refuses it (R7), the agent does not hold it and, for
 // a live add, the engine is told and takes it back. Either way a live add
-// is answered with a NotifyResult.
-func (a *Agent) add(msg natsjs.Msg, seq uint64, ef *events.Filter, initial bool) (bool, uint64) {
-	if ef.ID != seq {
-		if ef.ID != 0 {
+// is answered with a NotifyResult. f was decoded for this call alone: the
+// agent holds it as it is.
+func (a *Agent) add(subject string, seq uint64, f *Filter, initial bool) (bool, uint64) {
+	if f.ID != seq {
+		if f.ID != 0 {
 			a.log.Warn("filter id in payload differs from stream sequence; using the sequence",
-				"subject", msg.Subject(), "seq", seq, "payloadId", ef.ID)
+				"subject", subject, "seq", seq, "payloadId", f.ID)
 		}
-		ef.ID = seq
+		f.ID = seq
 	}
 	if _, held := a.filters.get(seq); held {
 		a.n.duplicates.Add(1)
 		return true, seq
 	}
-	if old, ok := a.filters.getKey(ef.Key); ok && old.ID < seq {
+	if old, ok := a.filters.getKey(f.Key); ok && old.ID < seq {
 		// The key was deleted and added again, and the delete is no
 		// longer in the log (this add's own delete rolled it up).
 		a.release(old, superseded)
 	}
-	// ef was decoded for this call alone: the Filter takes it over, no copy.
-	f := &Filter{Filter: *ef, Initial: initial}
+	f.Initial = initial
 	err := a.call(AddFilter, f)
 	if err != nil && a.isClosing() {
 		// Most likely the handler gave up because Close cancelled its ctx:
@@ -301,7 +349,8 @@ const superseded = "deleted: a newer filter of the same key followed, and the de
 // filter deleted before we looked: nothing to tell. Live, it is a filter
 // added before we registered, or one we refused, told with a nil Context
 // (R4).
-func (a *Agent) remove(seq uint64, ef *events.Filter, reason string, initial bool) {
+func (a *Agent) remove(seq uint64, f *Filter, reason string, initial bool) {
+	ef := &f.Filter
 	var held *Filter
 	var ok bool
 	if ef.ID != 0 {
@@ -318,7 +367,8 @@ func (a *Agent) remove(seq uint64, ef *events.Filter, reason string, initial boo
 		a.n.tombstones.Add(1)
 		return
 	}
-	f := &Filter{Filter: *ef.Clone(), Initial: initial, Reason: reason}
+	// f was decoded for this call alone: it is handed over as it is.
+	f.Initial, f.Reason = initial, reason
 	if ok {
 		f.Context = held.Context
 		f.ID = held.ID
@@ -342,9 +392,9 @@ func (a *Agent) call(t NotifyType, f *Filter) (err error) {
 }
 
 // skip logs and counts an event the agent does not act on (R5).
-func (a *Agent) skip(msg natsjs.Msg, seq uint64, why string, err error, attrs ...any) {
+func (a *Agent) skip(d *delivery, seq uint64, why string, err error, attrs ...any) {
 	a.n.skipped.Add(1)
-	attrs = append(attrs, "subject", msg.Subject(), "seq", seq)
+	attrs = append(attrs, "subject", d.subject, "seq", seq)
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}
@@ -353,19 +403,19 @@ func (a *Agent) skip(msg natsjs.Msg, seq uint64, why string, err error, attrs ..
 
 // ack acknowledges msg and, the durable consumer's ack policy being
 // AckAll, every message before it.
-func (a *Agent) ack(msg natsjs.Msg) {
-	if !a.durable {
+func (a *Agent) ack(d *delivery) {
+	if !a.durable || d.msg == nil {
 		return
 	}
-	if err := msg.Ack(); err != nil {
-		a.log.Warn("ack failed", "subject", msg.Subject(), "err", err)
+	if err := d.msg.Ack(); err != nil {
+		a.log.Warn("ack failed", "subject", d.subject, "err", err)
 	}
 }
 
 // keepAlive tells the server, while the handler works through a unit,
 // that its messages are still being worked on, so none is redelivered
 // meanwhile.
-func (a *Agent) keepAlive(msgs []natsjs.Msg) (stop func()) {
+func (a *Agent) keepAlive(msgs ...natsjs.Msg) (stop func()) {
 	if !a.durable {
 		return func() {}
 	}

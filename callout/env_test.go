@@ -35,6 +35,9 @@ type env struct {
 	// horizon, when set, goes on every filter event as the engine puts it
 	// (events.HeaderHorizon): agents learn it there.
 	horizon time.Duration
+	// lastOn is, per callout, the last filter event written, for
+	// events.HeaderPrev (the engine keeps it in its state).
+	lastOn map[string]uint64
 }
 
 func newEnv(t *testing.T) *env {
@@ -89,7 +92,25 @@ func (e *env) publish(ev *events.Event, opts ...natsjs.PublishOpt) uint64 {
 		e.t.Fatal(err)
 	}
 	e.stampHorizon(m)
-	return e.publishRaw(m.Subject, m.Data, nats.Header(m.Header), opts...)
+	return e.publishStamped(ev, m, opts...)
+}
+
+// publishStamped publishes m, the message of ev, with the previous
+// filter event of its callout in events.HeaderPrev, as the engine writes
+// it.
+func (e *env) publishStamped(ev *events.Event, m events.Message, opts ...natsjs.PublishOpt) uint64 {
+	e.t.Helper()
+	if ev.Filter == nil {
+		return e.publishRaw(m.Subject, m.Data, nats.Header(m.Header), opts...)
+	}
+	if e.lastOn == nil {
+		e.lastOn = map[string]uint64{}
+	}
+	ck := ev.Filter.CalloutKey
+	m.Header[events.HeaderPrev] = []string{fmt.Sprint(e.lastOn[ck])}
+	seq := e.publishRaw(m.Subject, m.Data, nats.Header(m.Header), opts...)
+	e.lastOn[ck] = seq
+	return seq
 }
 
 // stampHorizon puts the env's horizon on m, as the engine does.

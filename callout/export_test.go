@@ -10,7 +10,7 @@ import (
 // the reset tests do not wait the production 10 s.
 func init() {
 	messagesOpts = []natsjs.PullMessagesOpt{natsjs.PullExpiry(2 * time.Second), natsjs.PullHeartbeat(500 * time.Millisecond)}
-	pollFloor = 3 * 500 * time.Millisecond
+	checkInterval = time.Second
 }
 
 // SetTxHoldTimeout changes how long agents registered from now on hold an

@@ -3,10 +3,12 @@ package callout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/events"
 )
@@ -97,60 +99,69 @@ func (h *horizon) metadata() map[string]string {
 	return md
 }
 
-// pollFloor is the shortest wait the notify goroutine puts on its
-// consumer when it only wants to wake up for a check: nats.go watches a
-// pull consumer's heartbeats per call, so calls shorter than two
-// heartbeats (5 s by default) would never notice a consumer that is gone.
-var pollFloor = 15 * time.Second
+// checkInterval is how often an agent checks that it is where the log
+// is (checkEvery). Tests shorten it.
+var checkInterval = 10 * time.Second
 
-// checkEvery is how often an idle agent wakes up to check its snapshot's
-// end, or its horizon.
+// checkEvery is how often the notify goroutine checks: the end of a
+// stalled snapshot, what a live subscription may have lost, and, more
+// often if the horizon is short, the horizon.
 func (a *Agent) checkEvery() time.Duration {
-	if a.snap.active || !a.hz.on() {
-		return pollFloor
+	if a.hz.on() {
+		return min(checkInterval, a.hz.every())
 	}
-	return max(pollFloor, a.hz.every())
+	return checkInterval
 }
 
-// checkHorizon runs when the agent has been idle for a while: it resyncs
-// if it has been away too long, and otherwise moves caught to now if the
-// newest message on its subjects is one it has seen. A failed read moves
-// nothing: an agent cut off from the server grows stale, as it should.
+// checkHorizon runs when the agent checks: it resyncs if it has been
+// away too long, and otherwise moves caught to now if the newest message
+// on its subjects is one it has seen; a live agent on its subscription
+// catches up if that message is one it has not (checkLive). A failed
+// read moves nothing: an agent cut off from the server grows stale, as it
+// should.
 func (a *Agent) checkHorizon() {
 	start := time.Now()
 	if a.hz.stale(start) {
 		a.resync("no message read for longer than the horizon allows")
 		return
 	}
+	if a.durable && !a.hz.on() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(a.ctx, apiTimeout)
 	defer cancel()
 	last, err := lastOn(ctx, a.nc, a.js, a.o.stream, a.subject)
-	switch {
-	case err != nil:
-		a.log.Debug("horizon check: cannot read the last message of the callout", "err", err)
+	if err != nil {
+		a.log.Debug("check: cannot read the last message of the callout", "err", err)
+		a.checkLive(0)
 		return
-	case last.seq == 0:
-		a.hz.advance(start)
-	case last.seq <= a.seen:
+	}
+	if last.seq <= a.seen {
 		a.hz.learn(last.horizon)
 		a.hz.advance(start)
 	}
+	a.checkLive(last.seq)
 	a.recordCaughtUp(false)
 }
 
 // learnHorizon reads the horizon from the newest event on the callout's
-// subject, at registration. Without one (nothing written yet, or the
-// server cannot say) it keeps what it has: a durable agent's record, or
-// none until an event tells.
-func (a *Agent) learnHorizon(ctx context.Context) {
+// subject, at registration, and returns that event's sequence (0: the
+// callout has none), or known false when it could not be read. Without
+// one it keeps what it has: a durable agent's record, or none until an
+// event tells.
+func (a *Agent) learnHorizon(ctx context.Context) (newest uint64, known bool, err error) {
 	last, err := lastOn(ctx, a.nc, a.js, a.o.stream, a.subject)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return 0, false, fmt.Errorf("callout: stream %q: %w (no stream answers direct gets for it)", a.o.stream, natsjs.ErrStreamNotFound)
+	}
 	if err != nil {
 		a.log.Warn("cannot read the newest event of the callout to learn the log's horizon", "err", err)
-		return
+		return 0, false, nil
 	}
 	if last.seq > 0 {
 		a.hz.learn(last.horizon)
 	}
+	return last.seq, true, nil
 }
 
 // recordCaughtUp writes caught into a durable agent's consumer metadata,

@@ -3,6 +3,7 @@ package callout_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -73,15 +74,20 @@ func TestAgentID_SecondInstanceIsRefused(t *testing.T) {
 
 // A killed instance's hold on its id dies with its connection: the
 // restart with the same id registers at once, takes over the consumer
-// named after the id, and goes on from its registration point.
+// named after the id (here a replay agent's, killed in the middle of its
+// snapshot), and goes on.
 func TestAgentID_KilledInstanceFreesTheIDAtOnce(t *testing.T) {
 	e := newEnv(t)
 	ck := newKey()
+	before := e.add(ck, "before")
 	nc1, js1 := e.conn()
-	a, err := e.registerOn(js1, ck, newRecorder(), callout.WithAgentID("phoenix"))
+	stuck, inBefore, release := stuckIn("before")
+	defer release()
+	a, err := e.registerOn(js1, ck, stuck, callout.WithAgentID("phoenix"), callout.WithMode(callout.Replay))
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitClosed(t, inBefore, "the handler in the snapshot")
 	name := events.AgentConsumer(ck, "phoenix")
 	if _, err := e.stream.Consumer(context.Background(), name); err != nil {
 		t.Fatalf("consumer %s: %v", name, err)
@@ -95,13 +101,14 @@ func TestAgentID_KilledInstanceFreesTheIDAtOnce(t *testing.T) {
 
 	_, js2 := e.conn()
 	rec := newRecorder()
-	b, err := e.registerOn(js2, ck, rec, callout.WithAgentID("phoenix"))
+	b, err := e.registerOn(js2, ck, rec, callout.WithAgentID("phoenix"), callout.WithMode(callout.Replay))
 	if err != nil {
 		t.Fatalf("restart with the same id: %v", err)
 	}
 	if b.Instance() == a.Instance() {
 		t.Fatal("the restart has the killed instance's instance id")
 	}
+	rec.expect(t, addNote(before, true))
 	f := e.add(ck, "after the restart")
 	rec.expect(t, addNote(f, false))
 }
@@ -138,12 +145,15 @@ func TestAgentID_SimultaneousStartsOneWins(t *testing.T) {
 	}
 }
 
-// Live and replay agents read through a consumer named after the callout
-// and the agent id (so permissions can name it), deleted when the agent
-// closes; a durable agent through its durable.
+// Every consumer an agent makes is named after the callout and the agent
+// id (so permissions can name it), or is its durable: a replay agent's
+// snapshot consumer, deleted once it has synced (then it reads its live
+// subscription, as a live agent does from the start, with no consumer),
+// and a durable agent's durable.
 func TestAgentID_ConsumerNamesArePinnable(t *testing.T) {
 	e := newEnv(t)
 	ck := newKey()
+	before := e.add(ck, "before")
 	names := func() map[string]bool {
 		out := map[string]bool{}
 		for n := range e.stream.ConsumerNames(context.Background()).Name() {
@@ -151,18 +161,22 @@ func TestAgentID_ConsumerNamesArePinnable(t *testing.T) {
 		}
 		return out
 	}
-	live := e.register(ck, newRecorder(), callout.WithAgentID("l1"))
-	e.register(ck, newRecorder(), callout.WithAgentID("r1"), callout.WithMode(callout.Replay))
+	e.register(ck, newRecorder(), callout.WithAgentID("l1"))
+	stuck, inBefore, release := stuckIn("before")
+	defer release()
+	r1 := e.register(ck, stuck, callout.WithAgentID("r1"), callout.WithMode(callout.Replay))
 	e.register(ck, newRecorder(), callout.WithAgentID("d1"), callout.WithDurable("d1-durable"))
-	want := map[string]bool{events.AgentConsumer(ck, "l1"): true, events.AgentConsumer(ck, "r1"): true, "d1-durable": true}
-	if got := names(); len(got) != len(want) || !got[events.AgentConsumer(ck, "l1")] || !got[events.AgentConsumer(ck, "r1")] || !got["d1-durable"] {
+	waitClosed(t, inBefore, "the replay agent in its snapshot")
+	want := map[string]bool{events.AgentConsumer(ck, "r1"): true, "d1-durable": true}
+	if got := names(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("consumers %v, want %v", got, want)
 	}
-	if err := live.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if names()[events.AgentConsumer(ck, "l1")] {
-		t.Fatal("a closed live agent's consumer is still there")
+	release()
+	stuck.expect(t, addNote(before, true))
+	waitClosed(t, r1.Synced(), "the replay agent synced")
+	testkit.Eventually(t, "the snapshot consumer to go once synced", func() bool { return !names()[events.AgentConsumer(ck, "r1")] })
+	if got := names(); fmt.Sprint(got) != fmt.Sprint(map[string]bool{"d1-durable": true}) {
+		t.Fatalf("consumers %v once synced, want the durable alone", got)
 	}
 }
 

@@ -38,7 +38,8 @@ import (
 type snapEntry struct {
 	msg natsjs.Msg
 	seq uint64
-	ev  *events.Event // FilterAdded or FilterDeleted
+	d   *delivery
+	ev  *events.Event // FilterAdded or FilterDeleted: &d.ev
 }
 
 // snapshotIdle is how long a snapshot read waits for a message before it
@@ -94,15 +95,15 @@ func (a *Agent) resync(why string) {
 		if a.isClosing() {
 			return
 		}
-		if ok, _ := a.add(e.msg, e.seq, e.ev.Filter, true); !ok {
+		if ok, _ := a.add(e.d.subject, e.seq, e.d.f, true); !ok {
 			return
 		}
 	}
 
 	// 4: on from the snapshot's end.
 	from := max(maxSeq, before) + 1
-	a.restartSource(from)
 	a.seen = from - 1
+	a.restartSource(from)
 	a.hz.set(start)
 	a.recordCaughtUp(true)
 	if a.snap.active {
@@ -142,10 +143,14 @@ func (a *Agent) release(f *Filter, reason string) {
 // subjects: by key, the newest filter event, and the highest sequence
 // read. It reads through a consumer of the agent's own name
 // (events.AgentConsumer), so an agent confined by its permissions may make
-// it: a live or replay agent's reader uses that name too, so the reader
-// lets go of its consumer first and makes it anew afterwards (resume).
+// it; a live or replay agent reading a consumer of that name (a snapshot,
+// a catch-up) lets it go first. A durable agent's durable has another
+// name.
 func (a *Agent) readSnapshot(ctx context.Context) (map[string]snapEntry, uint64, error) {
-	a.src.suspend()
+	if !a.durable && a.src != nil {
+		a.releaseReader(a.src)
+		a.src, a.catchingUp = nil, false
+	}
 	name := events.AgentConsumer(a.key, a.id)
 	if err := a.js.DeleteConsumer(ctx, a.o.stream, name); err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
 		return nil, 0, fmt.Errorf("snapshot consumer: replace %q: %w", name, err)
@@ -171,7 +176,7 @@ func (a *Agent) readSnapshot(ctx context.Context) (map[string]snapEntry, uint64,
 		if a.isClosing() {
 			return nil, 0, errStopped
 		}
-		m, err := safeNext(it, snapshotIdle)
+		m, err := it.Next(natsjs.NextMaxWait(snapshotIdle))
 		if errors.Is(err, nats.ErrTimeout) {
 			if ctx.Err() != nil {
 				return nil, 0, ctx.Err()
@@ -189,24 +194,24 @@ func (a *Agent) readSnapshot(ctx context.Context) (map[string]snapEntry, uint64,
 			return nil, 0, err
 		}
 		left--
-		meta, err := m.Metadata()
-		if err != nil {
+		d := consumed(m, 0)
+		if errors.Is(d.err, errNoMetadata) {
 			continue
 		}
-		maxSeq = max(maxSeq, meta.Sequence.Stream)
-		if meta.NumPending == 0 {
+		maxSeq = max(maxSeq, d.seq)
+		if d.pending == 0 {
 			left = 0
 		}
-		ev, err := events.Decode(m.Data())
-		if err != nil || !ev.Known() || (ev.Type != events.FilterAdded && ev.Type != events.FilterDeleted) || ev.Filter.CalloutKey != a.key {
+		ev := &d.ev
+		if d.err != nil || !ev.Known() || (ev.Type != events.FilterAdded && ev.Type != events.FilterDeleted) || d.f == nil || ev.Filter.CalloutKey != a.key {
 			a.n.skipped.Add(1)
 			continue
 		}
 		if ev.Type == events.FilterAdded {
-			ev.Filter.ID = meta.Sequence.Stream
+			ev.Filter.ID = d.seq
 		}
-		if e, ok := snap[ev.Filter.Key]; !ok || e.seq < meta.Sequence.Stream {
-			snap[ev.Filter.Key] = snapEntry{msg: m, seq: meta.Sequence.Stream, ev: ev}
+		if e, ok := snap[ev.Filter.Key]; !ok || e.seq < d.seq {
+			snap[ev.Filter.Key] = snapEntry{seq: d.seq, d: d, ev: ev}
 		}
 		if ctx.Err() != nil {
 			return nil, 0, ctx.Err()
@@ -215,10 +220,14 @@ func (a *Agent) readSnapshot(ctx context.Context) (map[string]snapEntry, uint64,
 	return snap, maxSeq, nil
 }
 
-// restartSource makes the reader go on from stream sequence from: it
-// makes its consumer anew at the first message not handled, which is
-// from now.
+// restartSource goes on from stream sequence from: a durable agent makes
+// its consumer anew there (its reader starts from the first message not
+// handled); a live or replay agent reads its live subscription from there.
 func (a *Agent) restartSource(from uint64) {
-	a.lastSeq = max(a.lastSeq, from-1)
-	a.src.suspend()
+	a.lastSeq.Store(max(a.lastSeq.Load(), from-1))
+	if a.durable {
+		a.src.suspend()
+		return
+	}
+	a.goLive()
 }

@@ -34,13 +34,14 @@ func (e *env) delCompact(f *events.Filter, ttl time.Duration) uint64 {
 	e.t.Helper()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	m, err := e.subj.Message(events.NewFilterEvent(events.FilterDeleted, f.Clone()))
+	ev := events.NewFilterEvent(events.FilterDeleted, f.Clone())
+	m, err := e.subj.Message(ev)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	m.Compact(ttl)
 	e.stampHorizon(m)
-	return e.publishRaw(m.Subject, m.Data, m.Header)
+	return e.publishStamped(ev, m)
 }
 
 // waitGone waits until the server no longer holds message seq (its TTL
@@ -174,14 +175,15 @@ func TestResync_IdleAgentStaysCaughtUp(t *testing.T) {
 
 // A roll-up drops every earlier message of its subject, so a key deleted,
 // added again and deleted again leaves only the last delete: an agent that
-// held the first filter and did not read the middle (here, its consumer
-// was gone meanwhile) learns from the newer filter id that the old one is
-// gone, and hands its Context back.
+// held the first filter and did not read the middle (here a durable
+// agent, whose consumer was gone meanwhile, made anew from its ack floor)
+// learns from the newer filter id that the old one is gone, and hands its
+// Context back.
 func TestResync_NewerFilterOfTheSameKeyReleasesTheOldOne(t *testing.T) {
 	e := newEnv(t) // no horizon: this is about roll-ups alone
 	ck := newKey()
 	rec, inX, release := stuckIn("X")
-	a := e.register(ck, rec)
+	a := e.register(ck, rec, callout.WithDurable("d"))
 	old := e.add(ck, "old")
 	rec.expect(t, addNote(old, false))
 	x := e.add(ck, "X")
@@ -210,7 +212,7 @@ func TestResync_AddOfANewerFilterOfTheSameKeyReleasesTheOldOne(t *testing.T) {
 	e := newEnv(t)
 	ck := newKey()
 	rec, inX, release := stuckIn("X")
-	a := e.register(ck, rec)
+	a := e.register(ck, rec, callout.WithDurable("d"))
 	old := e.add(ck, "old")
 	rec.expect(t, addNote(old, false))
 	x := e.add(ck, "X")

@@ -3,8 +3,6 @@ package callout
 import (
 	"context"
 	"log/slog"
-
-	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
 // snapshot tracks the replay snapshot: the first left messages delivered
@@ -27,12 +25,12 @@ type snapshot struct {
 // contains reports whether a message belongs to the snapshot. On the first
 // message from another consumer (gen: the reader recreated it) it asks
 // lastOnSubject where the snapshot ends.
-func (s *snapshot) contains(meta *natsjs.MsgMetadata, gen uint64, lastOnSubject func(seq uint64) uint64, log *slog.Logger) bool {
+func (s *snapshot) contains(seq, gen uint64, lastOnSubject func(seq uint64) uint64, log *slog.Logger) bool {
 	if !s.active {
 		return false
 	}
 	if s.until == 0 && gen != s.gen {
-		s.until = lastOnSubject(meta.Sequence.Stream)
+		s.until = lastOnSubject(seq)
 		log.Warn("consumer reset during the snapshot; it now ends at a stream sequence", "left", s.left, "until", s.until)
 	}
 	return true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,10 +14,7 @@ import (
 	"github.com/wfpnats/wfp/jetstream"
 )
 
-var (
-	errStopped     = errors.New("callout: source stopped")
-	errHoldTimeout = errors.New("callout: no message within the hold timeout")
-)
+var errStopped = errors.New("callout: source stopped")
 
 // messagesOpts tune the iterators: a heartbeat every 5 s, as nats.go's
 // ordered consumers have, so a consumer lost without a word (deleted while
@@ -94,11 +92,11 @@ func agentConfig(name, subject, calloutKey, agentID string, policy natsjs.Delive
 // a previous instance of the same agent id left (Register made sure that
 // instance is gone).
 //
-// next blocks, for at most wait if wait > 0 (then errHoldTimeout); it
-// returns errStopped once stop was called and a terminal error when it
-// cannot go on. release runs once the notify goroutine has ended, with
-// the last message the agent acked, and reports what it could not make
-// sure of.
+// Its pump, a goroutine of its own, reads the consumer and decodes each
+// message (consumed) before it hands it to the notify goroutine, so the
+// two overlap; it reports a terminal error on errs and ends. release runs
+// once the notify goroutine has ended, with the last message the agent
+// acked, and reports what it could not make sure of.
 type reader struct {
 	js      natsjs.JetStream
 	stream  string
@@ -116,10 +114,16 @@ type reader struct {
 	// position (checkEnd).
 	pastEnd func(n uint64)
 
-	// Owned by the notify goroutine.
+	// Owned by the pump.
 	gen  uint64 // consumers created so far: a new one after a reset
 	dseq uint64 // consumer sequence of the last delivery received
-	lost bool   // deliveries were lost: recreate the consumer
+
+	lost atomic.Bool // deliveries were lost: recreate the consumer
+
+	out  chan *delivery // to the notify goroutine
+	errs chan error     // the pump's terminal error
+	quit chan struct{}  // closed by stop
+	once sync.Once
 
 	mu      sync.Mutex
 	it      natsjs.MessagesContext
@@ -127,7 +131,9 @@ type reader struct {
 	// reconnected: the connection came back (watchReconnects) and the
 	// iterator was stopped so the consumer is made anew.
 	reconnected bool
-	status      chan nats.Status
+	// suspended: suspend stopped the iterator so the consumer is made anew.
+	suspended bool
+	status    chan nats.Status
 }
 
 // watchReconnects makes a reader whose consumer the server keeps in
@@ -310,6 +316,8 @@ func (d *reader) create(ctx context.Context, start uint64, retry bool) (natsjs.C
 	d.gen++
 	switch {
 	case start > 0:
+	case cfg.DeliverPolicy == natsjs.DeliverByStartSequencePolicy:
+		start = cfg.OptStartSeq
 	case cfg.DeliverPolicy == natsjs.DeliverNewPolicy:
 		// A new DeliverNew consumer reports the stream's last sequence as
 		// delivered: "now" as an explicit sequence, so that a consumer
@@ -322,51 +330,73 @@ func (d *reader) create(ctx context.Context, start uint64, retry bool) (natsjs.C
 	return c, start, nil
 }
 
-func (d *reader) next(wait time.Duration) (natsjs.Msg, error) {
+// pump hands the consumer's messages to the notify goroutine until the
+// reader stops, or reports why it cannot go on.
+func (d *reader) pump() {
+	for {
+		dl, err := d.next()
+		if err != nil {
+			if !errors.Is(err, errStopped) {
+				select {
+				case d.errs <- err:
+				case <-d.quit:
+				}
+			}
+			return
+		}
+		select {
+		case d.out <- dl:
+		case <-d.quit:
+			return
+		}
+	}
+}
+
+// next returns the next message, decoded.
+func (d *reader) next() (*delivery, error) {
 	for {
 		it, err := d.iterator()
 		if err != nil {
 			return nil, err
 		}
-		msg, err := safeNext(it, wait)
+		msg, err := safeNext(it)
 		if err == nil {
-			meta, merr := msg.Metadata()
-			if merr != nil {
-				return msg, nil // dispatch skips it
+			dl := consumed(msg, d.gen)
+			if errors.Is(dl.err, errNoMetadata) {
+				return dl, nil // dispatch skips it
 			}
-			if meta.Sequence.Consumer != d.dseq+1 {
+			if dl.dseq != d.dseq+1 {
 				// The consumer handed out deliveries we never got (lost in
 				// a reconnect, to a pull request of ours that is gone, or
 				// dropped by a slow client). A durable consumer would
 				// redeliver them only after the ack wait, after this one;
 				// any other never: start over from what we have handled.
 				d.log.Warn("deliveries lost in flight; recreating the consumer",
-					"expectedDelivery", d.dseq+1, "gotDelivery", meta.Sequence.Consumer, "seq", meta.Sequence.Stream)
-				d.lost = true
+					"expectedDelivery", d.dseq+1, "gotDelivery", dl.dseq, "seq", dl.seq)
+				d.lost.Store(true)
 				d.drop(it)
 				continue
 			}
-			d.dseq = meta.Sequence.Consumer
+			d.dseq = dl.dseq
 			d.bo.reset()
-			return msg, nil
+			return dl, nil
 		}
 		if d.isStopped() {
 			return nil, errStopped
-		}
-		if wait > 0 && errors.Is(err, nats.ErrTimeout) {
-			return nil, errHoldTimeout
 		}
 		d.drop(it)
 		if d.conn.IsClosed() {
 			return nil, err
 		}
 		d.mu.Lock()
-		reconnected := d.reconnected
-		d.reconnected = false
+		reconnected, suspended := d.reconnected, d.suspended
+		d.reconnected, d.suspended = false, false
 		d.mu.Unlock()
-		if reconnected {
-			d.log.Info("reconnected; recreating the consumer at the first message not handled", "consumer", d.name())
-			d.lost = true
+		if reconnected || suspended {
+			if reconnected {
+				d.log.Info("reconnected; recreating the consumer at the first message not handled", "consumer", d.name())
+			}
+			d.lost.Store(true)
 			continue
 		}
 		// Consumer deleted, heartbeats missed, bad request, ...: reopen
@@ -431,11 +461,11 @@ func (d *reader) iterator() (natsjs.MessagesContext, error) {
 func (d *reader) open() (natsjs.MessagesContext, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
-	c, _, err := d.openConsumer(ctx, d.resume(), d.lost)
+	c, _, err := d.openConsumer(ctx, d.resume(), d.lost.Load())
 	if err != nil {
 		return nil, fmt.Errorf("callout: reopen consumer %q: %w", d.name(), err)
 	}
-	d.lost = false
+	d.lost.Store(false)
 	return c.Messages(messagesOpts...)
 }
 
@@ -477,17 +507,19 @@ func (d *reader) release(ctx context.Context, lastAcked natsjs.Msg) error {
 // resync uses it, on the notify goroutine, to read a snapshot under the
 // agent's consumer name and to go on from the snapshot's end.
 func (d *reader) suspend() {
+	d.lost.Store(true)
 	d.mu.Lock()
 	it := d.it
 	d.it = nil
+	d.suspended = it != nil
 	d.mu.Unlock()
 	if it != nil {
 		it.Stop()
 	}
-	d.lost = true
 }
 
 func (d *reader) stop() {
+	d.once.Do(func() { close(d.quit) })
 	d.mu.Lock()
 	d.stopped = true
 	if d.it != nil {
@@ -502,14 +534,11 @@ func (d *reader) stop() {
 // safeNext turns a panic inside the client library into an error (the
 // agent must not crash on a library bug; nats.go v1.55.0 could panic in
 // an ordered consumer's reset).
-func safeNext(it natsjs.MessagesContext, wait time.Duration) (msg natsjs.Msg, err error) {
+func safeNext(it natsjs.MessagesContext) (msg natsjs.Msg, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			msg, err = nil, fmt.Errorf("callout: consumer library panicked: %v", r)
 		}
 	}()
-	if wait > 0 {
-		return it.Next(natsjs.NextMaxWait(wait))
-	}
 	return it.Next()
 }

@@ -24,6 +24,10 @@ type Stats struct {
 	// read (kept only when the stream has a horizon; zero otherwise).
 	// now - CaughtUp is how far behind the log the agent may be.
 	CaughtUp time.Time
+	// CatchUps counts the times a live or replay agent, reading its live
+	// subscription, found it had lost messages and read the log through a
+	// consumer to catch up.
+	CatchUps uint64
 	// Classifies counts classify calls answered with a verdict;
 	// ClassifyErrors, those answered with an error (a filter not held, a
 	// Classify that failed or panicked, a malformed call).
@@ -42,5 +46,6 @@ type counters struct {
 	adds, refused, deletes, postCommits, transactions atomic.Uint64
 	skipped, duplicates, tombstones, handlerErrors    atomic.Uint64
 	logLoss, classifies, classifyErrors, resyncs      atomic.Uint64
+	catchUps                                          atomic.Uint64
 	heldTxParts                                       atomic.Int64
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/events"
 )
 
@@ -21,7 +20,7 @@ var txHoldTimeout = 10 * time.Second
 
 // item is one message the agent acts on.
 type item struct {
-	msg     natsjs.Msg
+	d       *delivery
 	seq     uint64
 	initial bool
 	last    bool // the server had nothing after it when it delivered it
@@ -80,8 +79,8 @@ var errNoTxID = errors.New("no " + events.HeaderTxID)
 // txHeaders reads a message's transaction headers. ok is false for a
 // message outside a transaction and for malformed headers, which are
 // logged (when warn) and make it a plain message.
-func (a *Agent) txHeaders(msg natsjs.Msg, seq uint64, warn bool) (id string, i, n int, ok bool) {
-	h := msg.Headers()
+func (a *Agent) txHeaders(d *delivery, seq uint64, warn bool) (id string, i, n int, ok bool) {
+	h := d.header
 	id, part := h.Get(events.HeaderTxID), h.Get(events.HeaderTxPart)
 	if id == "" && part == "" {
 		return "", 0, 0, false
@@ -93,7 +92,7 @@ func (a *Agent) txHeaders(msg natsjs.Msg, seq uint64, warn bool) (id string, i, 
 				err = errNoTxID
 			}
 			a.log.Warn("malformed transaction headers; treating the message as outside any transaction",
-				"subject", msg.Subject(), "seq", seq, "txId", id, "txPart", part, "err", err)
+				"subject", d.subject, "seq", seq, "txId", id, "txPart", part, "err", err)
 		}
 		return "", 0, 0, false
 	}

@@ -44,6 +44,9 @@ type secured struct {
 	subj    events.Subjects
 	c1, c2  string
 	agents  map[string]*callout.Agent
+	// via, per agent user, the URL its agent connects to, if not url (a
+	// hop the test can cut).
+	via map[string]string
 }
 
 const (
@@ -135,7 +138,17 @@ func (s *secured) connect(user string, opts ...nats.Option) *nats.Conn {
 // callout-agent does).
 func (s *secured) agentConn(user, calloutKey, id string, opts ...nats.Option) *nats.Conn {
 	s.t.Helper()
-	return s.connect(user, append([]nats.Option{nats.CustomInboxPrefix(s.subj.AgentInbox(calloutKey, id))}, opts...)...)
+	opts = append([]nats.Option{nats.CustomInboxPrefix(s.subj.AgentInbox(calloutKey, id))}, opts...)
+	if url := s.via[user]; url != "" {
+		nc, err := nats.Connect(url, append([]nats.Option{nats.UserInfo(user, password(user)), nats.Name(user),
+			nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)...)
+		if err != nil {
+			s.t.Fatalf("connect as %s via %s: %v", user, url, err)
+		}
+		s.t.Cleanup(nc.Close)
+		return nc
+	}
+	return s.connect(user, opts...)
 }
 
 // agent registers an SDK agent as user u that refuses the adds of filters
@@ -230,7 +243,9 @@ func TestSecurity_AgentWorksWithItsPrintedPermissions(t *testing.T) {
 	before := s.mustAdd(s.c1, "before the agents")
 
 	live, replay, durable := newRecorder(), newRecorder(), newRecorder()
-	s.agent("c1-live", live)
+	hop := testkit.NewCutter(t, s.srv.NATS.Addr().String())
+	s.via = map[string]string{"c1-live": hop.URL()}
+	la := s.agent("c1-live", live)
 	s.agents["c1-replay"] = s.agent("c1-replay", replay, callout.WithMode(callout.Replay))
 	d := s.agent("c1-durable", durable)
 	replay.waitFor(t, callout.AddFilter, before.Key) // the snapshot
@@ -259,13 +274,16 @@ func TestSecurity_AgentWorksWithItsPrintedPermissions(t *testing.T) {
 	s.agent("c1-durable", again)
 	again.waitFor(t, callout.AddFilter, missed.Key)
 
-	// A reset: the live agent's consumer, deleted under it (by the admin),
-	// comes back under the same name at the next sequence.
-	if err := s.adminJS.DeleteConsumer(ctxT(t), "WFP", events.AgentConsumer(s.c1, "c1-live")); err != nil {
-		t.Fatal(err)
-	}
-	g := s.mustAdd(s.c1, "after the reset")
+	// A cut: the live agent reads its callout's live subject, with no
+	// consumer; what is added while its connection is down never reaches
+	// it there. Back, it catches up through a consumer of its own name.
+	hop.Cut()
+	g := s.mustAdd(s.c1, "while the live agent was cut off") // the engine stops waiting for it
+	hop.Mend()
 	live.waitFor(t, callout.AddFilter, g.Key)
+	if st := la.Stats(); st.CatchUps == 0 {
+		t.Fatalf("live agent stats %+v: no catch-up", st)
+	}
 
 	// A replay agent whose consumer is lost in the middle of its snapshot
 	// finds where the snapshot ends with a direct get its permissions
@@ -274,7 +292,7 @@ func TestSecurity_AgentWorksWithItsPrintedPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ops []engine.TxOp
-	for range 600 { // more than one pull, so that the reset lands mid-snapshot
+	for range engine.MaxTxOps { // more than the agent reads ahead (a pull and its decoded queue), so that the reset lands mid-snapshot
 		f := filterNamed(s.c1, "bulk")
 		ops = append(ops, engine.TxOp{Op: engine.OpFilterAdd, Filter: &f})
 	}
@@ -526,6 +544,7 @@ func TestSecurity_AgentOfC1CannotReachC2(t *testing.T) {
 	t.Run("no C2 deliveries, no replies to others, no raw events", func(t *testing.T) {
 		var got []chan *nats.Msg
 		for _, subj := range []string{"_INBOX.>", ">", s.subj.AgentInbox(s.c2, "c2-live") + ".>", s.subj.Prefix + ".inbox.>",
+			s.subj.LiveFilters(s.c2), s.subj.Prefix + ".live.>", s.subj.LiveDestination(),
 			s.subj.AllFilters(), c2Filters, s.subj.Prefix + ".callout.>", s.subj.AllResults(), s.subj.AllAgents(),
 			s.subj.AgentPing(s.c2, "c2-live"), s.subj.AgentInstancePing(s.c2, "c2-live", c2.Instance()), s.subj.API(">"),
 			"$JS.ACK.WFP.c2-dur.>", s.subj.Classify(s.c2, "c2-live"), s.subj.Classify(s.c2, "c2-durable"), s.subj.AllClassify(),
@@ -561,13 +580,12 @@ func TestSecurity_AgentOfC1CannotReachC2(t *testing.T) {
 			x.request(t, "$JS.API.CONSUMER.INFO.WFP."+name, nil)
 		}
 		x.publish(t, "$JS.ACK.WFP.c2-dur.1.2.2.1700000000000000000.0", []byte("+ACK"))
-		for _, name := range []string{"c2-dur", events.AgentConsumer(s.c2, "c2-live")} {
-			if _, err := s.adminJS.Consumer(ctxT(t), "WFP", name); err != nil {
-				t.Fatalf("C2's consumer %s: %v", name, err)
-			}
+		if _, err := s.adminJS.Consumer(ctxT(t), "WFP", "c2-dur"); err != nil {
+			t.Fatalf("C2's consumer c2-dur: %v", err)
 		}
 		f := s.mustAdd(s.c2, "C2 still served")
 		c2dur.waitFor(t, callout.AddFilter, f.Key)
+		c2rec.waitFor(t, callout.AddFilter, f.Key)
 		if c2d.Err() != nil {
 			t.Fatal(c2d.Err())
 		}
