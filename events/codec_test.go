@@ -401,7 +401,7 @@ func TestDecodeFilterIntoUsesTheSpare(t *testing.T) {
 	if err := DecodeFilterInto(data, &e, spare); err != nil {
 		t.Fatal(err)
 	}
-	if e.Filter != spare || spare.Name != "n" || spare.Flags != nil || spare.ID != 7 {
+	if e.Filter != spare || spare.Name != "n" || spare.Flags != nil || spare.ID != 7 || e.ID != "" || e.Type != FilterAdded {
 		t.Fatalf("filter %p (spare %p): %+v", e.Filter, spare, spare)
 	}
 	data, err = Encode(NewCalloutEvent(CalloutAdded, &Callout{Key: f.Key, Name: "c"}))

@@ -44,7 +44,9 @@ func DecodeInto(data []byte, e *Event) error { return DecodeFilterInto(data, e, 
 // has one, into spare (reset first) instead of a fresh Filter: a reader
 // that keeps filters inside a larger struct of its own allocates once.
 // e.Filter is spare then, or nil if the event has no filter. A nil spare
-// is DecodeInto.
+// is DecodeInto. With a spare, the envelope's event id and time are
+// skipped (e.ID and e.Time stay empty): a reader of filters does not keep
+// them, and the id would be a string allocated for nothing.
 func DecodeFilterInto(data []byte, e *Event, spare *Filter) error {
 	*e = Event{}
 	d := decoders.Get().(*decoder)
@@ -70,6 +72,11 @@ type decoder struct {
 	r     bytes.Reader     // over data
 	data  []byte
 	spare *Filter // where the event's filter goes (DecodeFilterInto)
+	// recent holds the symbols this decoder interned last: events in a
+	// row repeat them (one layer, one callout, a few fields), and a
+	// comparison with these is cheaper than a lookup in the table.
+	recent [8]string
+	next   int
 }
 
 var decoders = sync.Pool{New: func() any {
@@ -92,7 +99,11 @@ func (d *decoder) event(e *Event) error {
 			s, err = d.symbol()
 			e.Type = Type(s)
 		case "id":
-			e.ID, err = d.str()
+			if d.spare != nil {
+				err = d.skip()
+			} else {
+				e.ID, err = d.str()
+			}
 		case "ts":
 			e.Time, err = d.time()
 		case "f":
@@ -145,7 +156,7 @@ func (d *decoder) filter(f *Filter) error {
 		case "k":
 			f.Key, err = d.str()
 		case "i":
-			f.ID, err = d.md.DecodeUint64()
+			f.ID, err = d.uint()
 		case "n":
 			f.Name, err = d.str()
 		case "d":
@@ -155,7 +166,7 @@ func (d *decoder) filter(f *Filter) error {
 		case "sl":
 			f.SubLayerKey, err = d.symbol()
 		case "w":
-			f.Weight, err = d.md.DecodeUint64()
+			f.Weight, err = d.uint()
 		case "c":
 			f.Conditions, err = d.conditions()
 		case "a":
@@ -301,9 +312,57 @@ func (d *decoder) take(n int) ([]byte, error) {
 	return d.data[off : off+n : off+n], nil
 }
 
+// The length headers of the types events use are read straight from the
+// payload (lenOf): what msgpack.Decoder would do through its reader
+// interface, without it. Anything else goes to msgpack.Decoder, which
+// says what is wrong with it.
+
+// lenOf reads the header of a string, binary, map or array whose codes
+// are fixed (the fix* form: fixed & mask) or first8/16/32 (a 1, 2 or 4
+// byte length follows): the length, and ok false (nothing read) for any
+// other code. nil is not handled here.
+func (d *decoder) lenOf(fixed, mask, first8, first16, first32 byte) (n int, ok bool) {
+	off := len(d.data) - d.r.Len()
+	if off >= len(d.data) {
+		return 0, false
+	}
+	c := d.data[off]
+	var size int
+	switch {
+	case mask != 0 && c&^mask == fixed:
+		_, _ = d.r.ReadByte()
+		return int(c & mask), true
+	case c == first8 && first8 != 0:
+		size = 1
+	case c == first16:
+		size = 2
+	case c == first32:
+		size = 4
+	default:
+		return 0, false
+	}
+	if off+1+size > len(d.data) {
+		return 0, false // msgpack.Decoder reports the truncation
+	}
+	b := d.data[off+1 : off+1+size]
+	switch size {
+	case 1:
+		n = int(b[0])
+	case 2:
+		n = int(binary.BigEndian.Uint16(b))
+	default:
+		n = int(binary.BigEndian.Uint32(b))
+	}
+	_, _ = d.r.Seek(int64(1+size), io.SeekCurrent)
+	return n, true
+}
+
 // mapLen reads a map header: -1 for nil. The type is checked first:
 // msgpack's DecodeMapLen would also take a map wrapped in an extension.
 func (d *decoder) mapLen() (int, error) {
+	if n, ok := d.lenOf(msgpcode.FixedMapLow, 0x0f, 0, msgpcode.Map16, msgpcode.Map32); ok {
+		return n, nil
+	}
 	c, err := d.peek()
 	if err != nil {
 		return 0, err
@@ -318,7 +377,11 @@ func (d *decoder) mapLen() (int, error) {
 // length it returns, so it is at most the bytes left (each element takes
 // at least one).
 func (d *decoder) arrayLen() (int, error) {
-	n, err := d.md.DecodeArrayLen()
+	n, ok := d.lenOf(msgpcode.FixedArrayLow, 0x0f, 0, msgpcode.Array16, msgpcode.Array32)
+	var err error
+	if !ok {
+		n, err = d.md.DecodeArrayLen()
+	}
 	if err == nil && n > d.r.Len() {
 		err = errTruncated
 	}
@@ -328,7 +391,14 @@ func (d *decoder) arrayLen() (int, error) {
 // raw reads a str or bin (nil is empty) and returns its bytes in the
 // payload.
 func (d *decoder) raw() ([]byte, error) {
-	n, err := d.md.DecodeBytesLen()
+	n, ok := d.lenOf(msgpcode.FixedStrLow, 0x1f, msgpcode.Str8, msgpcode.Str16, msgpcode.Str32)
+	if !ok {
+		n, ok = d.lenOf(0, 0, msgpcode.Bin8, msgpcode.Bin16, msgpcode.Bin32)
+	}
+	var err error
+	if !ok {
+		n, err = d.md.DecodeBytesLen()
+	}
 	if err != nil || n <= 0 {
 		return nil, err
 	}
@@ -338,6 +408,48 @@ func (d *decoder) raw() ([]byte, error) {
 func (d *decoder) str() (string, error) {
 	b, err := d.raw()
 	return string(b), err
+}
+
+// uint reads an unsigned integer, as msgpack.Decoder's DecodeUint64
+// does; the unsigned forms are read straight from the payload.
+func (d *decoder) uint() (uint64, error) {
+	off := len(d.data) - d.r.Len()
+	if off < len(d.data) {
+		c := d.data[off]
+		size := 0
+		switch c {
+		case msgpcode.Uint8:
+			size = 1
+		case msgpcode.Uint16:
+			size = 2
+		case msgpcode.Uint32:
+			size = 4
+		case msgpcode.Uint64:
+			size = 8
+		default:
+			if msgpcode.IsFixedNum(c) && c <= msgpcode.PosFixedNumHigh {
+				_, _ = d.r.ReadByte()
+				return uint64(c), nil
+			}
+		}
+		if size > 0 && off+1+size <= len(d.data) {
+			b := d.data[off+1 : off+1+size]
+			var v uint64
+			switch size {
+			case 1:
+				v = uint64(b[0])
+			case 2:
+				v = uint64(binary.BigEndian.Uint16(b))
+			case 4:
+				v = uint64(binary.BigEndian.Uint32(b))
+			default:
+				v = binary.BigEndian.Uint64(b)
+			}
+			_, _ = d.r.Seek(int64(1+size), io.SeekCurrent)
+			return v, nil
+		}
+	}
+	return d.md.DecodeUint64()
 }
 
 // bool reads a bool; nil is false.
@@ -352,7 +464,18 @@ func (d *decoder) bool() (bool, error) {
 // callouts and providers, condition fields and matches): one shared copy.
 func (d *decoder) symbol() (string, error) {
 	b, err := d.raw()
-	return intern(b), err
+	if err != nil || len(b) == 0 {
+		return "", err
+	}
+	for _, r := range d.recent {
+		if r == string(b) { // compares without allocating
+			return r, nil
+		}
+	}
+	s := intern(b)
+	d.recent[d.next] = s
+	d.next = (d.next + 1) % len(d.recent)
+	return s, nil
 }
 
 // symbols reads a []string of symbols (flags); empty is nil.
@@ -390,8 +513,17 @@ func (d *decoder) time() (time.Time, error) {
 	if d.nilNext() {
 		return time.Time{}, nil
 	}
-	id, n, err := d.md.DecodeExtHeader()
-	if err != nil {
+	var id int8
+	var n int
+	var err error
+	if off := len(d.data) - d.r.Len(); off+1 < len(d.data) && (d.data[off] == msgpcode.FixExt4 || d.data[off] == msgpcode.FixExt8) {
+		// The timestamp forms the encoder writes: fixext 4 or 8, type byte.
+		n, id = 4, int8(d.data[off+1])
+		if d.data[off] == msgpcode.FixExt8 {
+			n = 8
+		}
+		_, _ = d.r.Seek(2, io.SeekCurrent)
+	} else if id, n, err = d.md.DecodeExtHeader(); err != nil {
 		return time.Time{}, err
 	}
 	if id != -1 {
