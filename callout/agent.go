@@ -77,6 +77,9 @@ type Agent struct {
 	seen      uint64  // the highest stream sequence dispatched (live: from registration)
 	hz        horizon // how long the log can be trusted to show every delete
 	nextCheck time.Time
+	// nextHorizon is when the agent next reads its callout's newest event
+	// (checkHorizon).
+	nextHorizon time.Time
 	// A live or replay agent reads its live subscription (live.go)
 	// whenever it is not reading a consumer (src nil): src is its snapshot
 	// or a catch-up (catchingUp), held the live message that revealed a
@@ -169,7 +172,12 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 
 	// Hold the agent id before touching its consumer: the consumer is
 	// named after the id, and a second instance must not take it over.
-	ann, err := claim(ctx, a.nc, subj, events.Announcement{
+	// claim returns once no running instance holds it; only an instance
+	// starting at the same moment could still win it (settle), so a live
+	// or replay agent prepares meanwhile: at worst the two replace each
+	// other's consumer once, which the winner's reader takes as a reset.
+	// A durable agent waits, its durable's position being at stake.
+	ann, settle, err := claim(ctx, a.nc, subj, events.Announcement{
 		AgentID:    a.id,
 		CalloutKey: key,
 		Instance:   a.instance,
@@ -183,9 +191,27 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		return nil, err
 	}
 	a.ann = ann
+	if a.durable {
+		if err := settle(); err != nil {
+			ann.release()
+			return nil, err
+		}
+	}
 	if err := a.open(ctx); err != nil {
+		if !a.durable {
+			_ = settle()
+		}
 		ann.release()
 		return nil, err
+	}
+	if !a.durable {
+		if err := settle(); err != nil {
+			// The id is another's: stop, and leave the consumer of its
+			// name alone (it may be the winner's by now).
+			a.stopSources()
+			ann.release()
+			return nil, err
+		}
 	}
 	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
 
@@ -244,12 +270,21 @@ func (a *Agent) open(ctx context.Context) error {
 			return err
 		}
 	}
-	newest, known, err := a.learnHorizon(ctx)
-	if err != nil {
-		if a.live != nil {
-			a.live.stop()
+	// The newest event: a live agent's starting point, and where any
+	// other learns the horizon before its first message. A replay agent
+	// learns it from its snapshot, and spares the server the search
+	// (a direct get of the last message matching a wildcard looks at
+	// every subject of the callout).
+	var newest uint64
+	known := true
+	if a.o.mode != Replay {
+		var err error
+		if newest, known, err = a.learnHorizon(ctx); err != nil {
+			if a.live != nil {
+				a.live.stop()
+			}
+			return err
 		}
-		return err
 	}
 	switch {
 	case a.durable:
@@ -291,6 +326,9 @@ func (a *Agent) open(ctx context.Context) error {
 	if a.src != nil {
 		go a.src.pump()
 	}
+	// Registration read the log's newest event (or the snapshot): the
+	// first horizon check is due a quarter horizon on.
+	a.nextHorizon = now.Add(a.hz.every())
 	if fresh {
 		// A kill before the first record must not look like a long
 		// absence to the next run.
@@ -528,12 +566,28 @@ func (a *Agent) run() {
 		}
 		select {
 		case d := <-fromSrc:
-			a.dispatch(d)
-			if a.catchingUp && d.pending == 0 && a.src != nil && !a.isClosing() {
-				a.goLive() // the consumer had nothing more: back to the subscription
+			a.fromSource(d)
+			// Take what else is waiting before the timers are set again.
+			for n := 0; n < drainBatch && a.src != nil && !a.isClosing(); n++ {
+				select {
+				case d := <-a.src.out:
+					a.fromSource(d)
+					continue
+				default:
+				}
+				break
 			}
 		case d := <-fromLive:
 			a.fromLive(d)
+			for n := 0; n < drainBatch && a.src == nil && !a.isClosing(); n++ {
+				select {
+				case d := <-a.live.out:
+					a.fromLive(d)
+					continue
+				default:
+				}
+				break
+			}
 		case st := <-a.reconnects:
 			if st == nats.CLOSED {
 				a.fail(nats.ErrConnectionClosed)
@@ -570,6 +624,19 @@ func (a *Agent) run() {
 	}
 }
 
+// drainBatch bounds how many waiting messages the notify goroutine takes
+// in one go before it looks at its timers again.
+const drainBatch = 256
+
+// fromSource takes a message of the consumer being read.
+func (a *Agent) fromSource(d *delivery) {
+	a.dispatch(d)
+	if a.catchingUp && d.pending == 0 && a.src != nil && !a.isClosing() {
+		a.goLive() // the consumer had nothing more: back to the subscription
+	}
+	d.recycle()
+}
+
 // fail stops the agent for err: it can no longer read.
 func (a *Agent) fail(err error) {
 	a.err = fmt.Errorf("callout: agent for %s stopped: %w", a.key, err)
@@ -597,5 +664,18 @@ func (a *Agent) check() {
 	if a.asm.holding() || a.snap.active {
 		return
 	}
-	a.checkHorizon()
+	a.checkDropped()
+	now := time.Now()
+	if a.hz.stale(now) {
+		a.resync("no message read for longer than the horizon allows")
+		return
+	}
+	// Reading the callout's newest event costs the server a search of
+	// the callout's subjects (and keeps its blocks cached): a fleet of
+	// agents asks only as often as the horizon needs, or when a catch-up
+	// could not be made.
+	if a.recheck || (a.hz.on() && !now.Before(a.nextHorizon)) {
+		a.nextHorizon = now.Add(a.hz.every())
+		a.checkHorizon()
+	}
 }

@@ -68,8 +68,14 @@ var (
 // wins; between two that are starting, the smaller instance id wins, and
 // both reach the same verdict. (Engines do not depend on this: they keep
 // instances apart, so two that slip through still each have their say.)
-func claim(ctx context.Context, nc *nats.Conn, subj events.Subjects, ann events.Announcement, log *slog.Logger) (*announcer, error) {
-	a := &announcer{
+//
+// The verdict takes a moment (claimWindow) after the first ping showed
+// that no running instance holds the id: claim returns then, and settle
+// waits for the verdict, so the caller may prepare meanwhile what only a
+// simultaneous start could disturb (an error from settle means the id is
+// another's: the caller releases the announcer).
+func claim(ctx context.Context, nc *nats.Conn, subj events.Subjects, ann events.Announcement, log *slog.Logger) (a *announcer, settle func() error, err error) {
+	a = &announcer{
 		nc:      nc,
 		subj:    subj,
 		subject: subj.Agent(ann.CalloutKey, ann.AgentID),
@@ -82,21 +88,19 @@ func claim(ctx context.Context, nc *nats.Conn, subj events.Subjects, ann events.
 	}
 	ping := subj.AgentPing(ann.CalloutKey, ann.AgentID)
 	if err := a.askHolder(ctx, ping); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, s := range []string{ping, subj.AgentInstancePing(ann.CalloutKey, ann.AgentID, ann.Instance)} {
 		sub, err := nc.Subscribe(s, a.onPing)
 		if err != nil {
 			a.release()
-			return nil, fmt.Errorf("callout: subscribe to %s: %w", s, err)
+			return nil, nil, fmt.Errorf("callout: subscribe to %s: %w", s, err)
 		}
 		a.subs = append(a.subs, sub)
 	}
-	if err := a.recheck(ctx, ping); err != nil {
-		a.release()
-		return nil, err
-	}
-	return a, nil
+	verdict := make(chan error, 1)
+	go func() { verdict <- a.recheck(ctx, ping) }()
+	return a, func() error { return <-verdict }, nil
 }
 
 // askHolder asks whether an instance holds the id, with an empty ping

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,28 @@ type delivery struct {
 	ev  events.Event // decoded; ev.Filter is &f.Filter when the event has a filter
 	f   *Filter      // the filter, ready for the table
 	err error        // the payload did not decode (or the message had no metadata)
+
+	// kept: something holds the delivery past its dispatch (the parts of
+	// a transaction, a live message held back for a catch-up), so it is
+	// not recycled.
+	kept bool
+}
+
+// deliveries recycles deliveries: a replay reads one per filter, and
+// each would otherwise be garbage as soon as it is handled. The Filter a
+// delivery carries is not recycled: the agent holds it.
+var deliveries = sync.Pool{New: func() any { return new(delivery) }}
+
+func newDelivery() *delivery { return deliveries.Get().(*delivery) }
+
+// recycle hands d back once the notify goroutine is done with it, unless
+// something keeps it.
+func (d *delivery) recycle() {
+	if d.kept {
+		return
+	}
+	*d = delivery{}
+	deliveries.Put(d)
 }
 
 var errNoMetadata = errors.New("message without JetStream metadata")
@@ -44,7 +67,8 @@ var errNoMetadata = errors.New("message without JetStream metadata")
 // says where it is in the stream. It reads the subject without allocating
 // (natsjs.Msg.Metadata splits it into a fresh slice each time).
 func consumed(m natsjs.Msg, gen uint64) *delivery {
-	d := &delivery{msg: m, subject: m.Subject(), header: m.Headers(), gen: gen}
+	d := newDelivery()
+	d.msg, d.subject, d.header, d.gen = m, m.Subject(), m.Headers(), gen
 	var ok bool
 	d.seq, d.dseq, d.stored, d.pending, ok = ackMeta(m.Reply())
 	if !ok {
@@ -100,7 +124,8 @@ func ackMeta(reply string) (seq, dseq uint64, stored time.Time, pending uint64, 
 // published makes a delivery of a message of the live subscription: the
 // stream's RePublish puts where it is in headers.
 func published(m *nats.Msg) *delivery {
-	d := &delivery{subject: m.Header.Get(natsjs.SubjectHeader), header: m.Header, live: true}
+	d := newDelivery()
+	d.subject, d.header, d.live = m.Header.Get(natsjs.SubjectHeader), m.Header, true
 	seq, err := strconv.ParseUint(m.Header.Get(natsjs.SequenceHeader), 10, 64)
 	if err != nil || d.subject == "" {
 		d.subject = m.Subject

@@ -45,9 +45,18 @@ func (a *Agent) dispatch(d *delivery) {
 		return
 	}
 	it := item{d: d, seq: seq, initial: a.snap.contains(seq, d.gen, a.lastOnSubject, a.log), last: d.msg != nil && d.pending == 0}
-	if !it.initial && !a.asm.holding() {
+	// The common cases, without the assembler's slices: a snapshot item,
+	// and a message outside any transaction with none held.
+	if it.initial {
+		if id, _, _, ok := a.txHeaders(d, seq, false); ok {
+			a.snap.lastTx = id
+		}
+		a.deliverOne(it)
+		return
+	}
+	if !a.asm.holding() {
 		if _, _, _, tx := a.txHeaders(d, seq, true); !tx {
-			a.deliverOne(it) // the common case, without the assembler's slices
+			a.deliverOne(it)
 			return
 		}
 	}
@@ -58,16 +67,11 @@ func (a *Agent) dispatch(d *delivery) {
 	}
 }
 
-// units turns one message into the units it completes. The snapshot is
-// committed state, the last message of each filter: a transaction's other
-// parts may have been superseded since, so there is nothing to wait for.
+// units turns one live message into the units it completes. (A snapshot
+// item is a unit of its own: the snapshot is committed state, the last
+// message of each filter, and a transaction's other parts may have been
+// superseded since, so there is nothing to wait for.)
 func (a *Agent) units(it item) []unit {
-	if it.initial {
-		if id, _, _, ok := a.txHeaders(it.d, it.seq, false); ok {
-			a.snap.lastTx = id
-		}
-		return []unit{single(it)}
-	}
 	id, i, n, ok := a.txHeaders(it.d, it.seq, true)
 	return a.asm.push(it, id, i, n, ok)
 }

@@ -3,6 +3,7 @@ package callout_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/wfpnats/wfp/callout"
 	"github.com/wfpnats/wfp/events"
@@ -54,11 +55,11 @@ func TestLive_AGapIsCaughtUpInOrder(t *testing.T) {
 	}
 }
 
-// A loss at the end has nothing after it to tell: the agent's check,
-// which reads the callout's newest event, finds it has not read it, and
-// catches up.
-func TestLive_ALossAtTheEndIsFoundByTheCheck(t *testing.T) {
-	e := newEnv(t)
+// A loss at the end has nothing after it to tell: the agent's horizon
+// check (every quarter horizon), which reads the callout's newest event,
+// finds it has not read it, and catches up.
+func TestLive_ALossAtTheEndIsFoundByTheHorizonCheck(t *testing.T) {
+	e := newEnvHorizon(t, 4*time.Second)
 	ck := newKey()
 	rec := newRecorder()
 	a := e.register(ck, rec)

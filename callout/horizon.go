@@ -104,8 +104,8 @@ func (h *horizon) metadata() map[string]string {
 var checkInterval = 10 * time.Second
 
 // checkEvery is how often the notify goroutine checks: the end of a
-// stalled snapshot, what a live subscription may have lost, and, more
-// often if the horizon is short, the horizon.
+// stalled snapshot, what a live subscription dropped, and, more often if
+// the horizon is short, the horizon.
 func (a *Agent) checkEvery() time.Duration {
 	if a.hz.on() {
 		return min(checkInterval, a.hz.every())
@@ -113,18 +113,13 @@ func (a *Agent) checkEvery() time.Duration {
 	return checkInterval
 }
 
-// checkHorizon runs when the agent checks: it resyncs if it has been
-// away too long, and otherwise moves caught to now if the newest message
-// on its subjects is one it has seen; a live agent on its subscription
-// catches up if that message is one it has not (checkLive). A failed
-// read moves nothing: an agent cut off from the server grows stale, as it
-// should.
+// checkHorizon reads the newest message on the callout's subjects: if it
+// is one the agent has read, caught moves to now (an idle agent is not
+// behind); if not, a live agent on its subscription catches up
+// (checkLive). A failed read moves nothing: an agent cut off from the
+// server grows stale, as it should.
 func (a *Agent) checkHorizon() {
 	start := time.Now()
-	if a.hz.stale(start) {
-		a.resync("no message read for longer than the horizon allows")
-		return
-	}
 	if a.durable && !a.hz.on() {
 		return
 	}

@@ -27,8 +27,10 @@ import (
 //     (a slow client, a reconnect);
 //   - a reconnect may lose the last messages, with nothing after them to
 //     tell, and so may a slow client that drops them: after a reconnect,
-//     and at every check when the newest event of the callout is one the
-//     agent has not read and nothing is waiting, it catches up as well.
+//     and when the client reports dropped messages (checked every
+//     checkInterval, without asking the server), it catches up as well;
+//     and when its horizon check (every quarter horizon) finds the
+//     callout's newest event unread with nothing waiting.
 //
 // It catches up by reading the log from the first event it has not read,
 // through a consumer of its pinned name (events.AgentConsumer), until
@@ -54,6 +56,8 @@ type live struct {
 	floor atomic.Uint64 // messages at or below this sequence are dropped unread
 	quit  chan struct{}
 	once  sync.Once
+	// dropped is sub.Dropped() when last looked at (notify goroutine).
+	dropped int
 }
 
 // subscribeLive subscribes to the callout's live subject and makes sure
@@ -95,16 +99,19 @@ func (l *live) stop() {
 // fromLive takes a message of the live subscription.
 func (a *Agent) fromLive(d *delivery) {
 	if d.err == nil && d.seq <= a.seen {
+		d.recycle()
 		return // read already
 	}
 	if d.err == nil && d.hasPrev && d.prev > a.seen && !a.trustNext {
 		// The one before it never came: read the log up to it.
+		d.kept = true
 		a.held = d
 		a.catchUp(fmt.Sprintf("message %d follows %d, but the last one read is %d", d.seq, d.prev, a.seen))
 		return
 	}
 	a.trustNext = false
 	a.dispatch(d)
+	d.recycle()
 }
 
 // catchUp reads the log from the first message not read, through a
@@ -181,6 +188,21 @@ func (a *Agent) goLive() {
 		if h.seq > a.seen {
 			a.dispatch(h) // whatever was missing before it is no longer in the log
 		}
+	}
+}
+
+// checkDropped runs at each check of a live agent on its subscription:
+// messages the client dropped (the agent fell behind its pending limits)
+// may have been the last ones, with nothing after them to reveal the gap,
+// so it catches up. (The other way to lose the end, a reconnect, is
+// watched on its own.)
+func (a *Agent) checkDropped() {
+	if a.src != nil || a.live == nil {
+		return
+	}
+	if n, err := a.live.sub.Dropped(); err == nil && n > a.live.dropped {
+		a.live.dropped = n
+		a.catchUp(fmt.Sprintf("the subscription dropped messages (%d so far): the agent fell behind", n))
 	}
 }
 

@@ -19,7 +19,7 @@ var errStopped = errors.New("callout: source stopped")
 // messagesOpts tune the iterators: a heartbeat every 5 s, as nats.go's
 // ordered consumers have, so a consumer lost without a word (deleted while
 // no pull was waiting) is noticed within about 10 s. Tests shorten it.
-var messagesOpts = []natsjs.PullMessagesOpt{natsjs.PullHeartbeat(5 * time.Second)}
+var messagesOpts = []natsjs.PullMessagesOpt{natsjs.PullHeartbeat(5 * time.Second), natsjs.PullMaxMessages(500)}
 
 // durableMaxAckPending is how many messages a durable consumer hands out
 // before it waits for acks. The agent holds a transaction's parts unacked

@@ -151,6 +151,7 @@ func (as *assembler) push(it item, id string, i, n int, tx bool) []unit {
 		}
 		as.held = newPendingTx(id, i, n)
 	}
+	it.d.kept = true // held with the transaction's parts, past its dispatch
 	switch as.held.put(i, n, it) {
 	case putDuplicate:
 		// Redelivered (a durable consumer recreated under us): held already.

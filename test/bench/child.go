@@ -142,7 +142,7 @@ func childMain() bool {
 		if isMemKind(s.Kind) {
 			runtime.MemProfileRate = 4096 // fine enough to attribute per-filter bytes
 		}
-		if s.Kind == kindFleetAgents || s.Kind == kindFleetRaw {
+		if s.Kind == kindFleetAgents || s.Kind == kindFleetRaw || s.Kind == kindFleetBare {
 			fleetChild(s) // prints its own result, before it stops
 			return true
 		}

@@ -72,7 +72,7 @@ func (b *bench) checkFidelity(ctx context.Context) error {
 		events.NewCalloutEvent(events.CalloutAdded, &events.Callout{Key: w.callout, Name: "bench callout"}),
 		events.NewFilterEvent(events.FilterDeleted, f),
 	} {
-		m, err := populated(subj, ev, w.cfg.Horizon)
+		m, err := populated(subj, ev, w.cfg.Horizon, 0)
 		if err != nil {
 			return err
 		}

@@ -31,12 +31,26 @@ import (
 // delivery rate (filters handed to agents per second until the last was
 // synced) against one raw reader of the whole stream, and how much the
 // server's process grew per agent once the fleet was synced, against a
-// fleet of raw ordered consumers (last per subject) doing the same reads.
+// fleet of raw ordered consumers (last per subject) doing the same reads
+// and, as the floor, a fleet of bare connections with one core
+// subscription each (what a live agent needs at least).
+//
+// The server's growth is measured twice: just after the last reader
+// synced, and at rest, once the file store's block caches that the
+// reads loaded have expired (fileStoreCacheExpiry): those are the
+// stream's, not the readers', and go whoever reads. The target is on the
+// growth at rest, which is what the fleet costs while it runs.
 
 const (
 	kindFleetAgents = "fleet-agents" // FleetAgents replay agents per callout, until all are synced
 	kindFleetRaw    = "fleet-raw"    // the same number of raw last-per-subject ordered consumers
+	kindFleetBare   = "fleet-bare"   // the same number of connections with a core subscription each
 )
+
+// fileStoreCacheExpiry is how long nats-server keeps a message block's
+// cache after its last read (defaultCacheBufferExpiration), with a
+// margin.
+const fileStoreCacheExpiry = 12 * time.Second
 
 const unitPerAgent = "B/agent"
 
@@ -80,21 +94,39 @@ func (b *bench) fleet(ctx context.Context) error {
 	}
 	oneRate := float64(total) / median(one.raw)
 
-	spec := childSpec{Stream: cfg.Name, Prefix: cfg.Prefix, Callouts: callouts, Agents: c.FleetAgents, N: c.FleetFilters}
+	// The server loads per-subject state the first time a callout's
+	// subjects are read last-per-subject, and keeps it a while: a warm-up
+	// reader per callout loads it before anything is measured, so the
+	// first fleet does not pay for the others. Then its block caches are
+	// let expire.
+	spec := childSpec{Stream: cfg.Name, Prefix: cfg.Prefix, Callouts: callouts, Agents: 1, N: c.FleetFilters, Kind: kindFleetRaw}
+	if _, _, err := b.runFleet(ctx, spec, 0); err != nil {
+		return err
+	}
+	if err := sleepCtx(ctx, fileStoreCacheExpiry); err != nil {
+		return err
+	}
+	spec.Agents = c.FleetAgents
 	spec.Kind = kindFleetAgents
-	ours, ourGrowth, err := b.runFleet(ctx, spec)
+	ours, ourGrowth, err := b.runFleet(ctx, spec, fileStoreCacheExpiry)
 	if err != nil {
 		return err
 	}
 	spec.Kind = kindFleetRaw
-	raw, rawGrowth, err := b.runFleet(ctx, spec)
+	raw, rawGrowth, err := b.runFleet(ctx, spec, fileStoreCacheExpiry)
+	if err != nil {
+		return err
+	}
+	spec.Kind = kindFleetBare // reads nothing: nothing to let expire
+	_, bareGrowth, err := b.runFleet(ctx, spec, 0)
 	if err != nil {
 		return err
 	}
 	delivered := agents * c.FleetFilters
 	oursRate := rate(delivered, time.Duration(ours.Seconds*float64(time.Second)))
-	b.logf("fleet: %d of %d agents synced in %.2fs (%.0f filters/s; one raw reader %.0f/s); server grew %.0f KB per agent (raw consumers: %.0f KB)",
-		ours.Synced, agents, ours.Seconds, oursRate, oneRate, ourGrowth/1024, rawGrowth/1024)
+	b.logf("fleet: %d of %d agents synced in %.2fs (%.0f filters/s; one raw reader %.0f/s); server grew per agent %.0f KB synced, %.0f KB at rest (raw consumers: %.0f, %.0f KB; bare connections %.0f KB at rest)",
+		ours.Synced, agents, ours.Seconds, oursRate, oneRate, ourGrowth.synced/1024, ourGrowth.rest/1024,
+		rawGrowth.synced/1024, rawGrowth.rest/1024, bareGrowth.rest/1024)
 	b.report.add(newFigure("fleet", "fleet_synced", fmt.Sprintf("fleet: agents synced, %d x %d x %d", c.FleetCallouts, c.FleetFilters, c.FleetAgents),
 		"agents", float64(ours.Synced), float64(agents), "agents started", ratioAtLeast(1.0),
 		fmt.Sprintf("%d replay agents, each on its own connection, started at once in one child process; %s", agents, ours.Err)))
@@ -102,9 +134,14 @@ func (b *bench) fleet(ctx context.Context) error {
 		oursRate, oneRate, "one raw ordered reader of the whole stream", ratioAtLeast(0.7),
 		fmt.Sprintf("%d filters handed to %d agents in %.2fs; raw consumers doing the same reads: %.2fs (%.0f/s)",
 			delivered, agents, ours.Seconds, raw.Seconds, rate(delivered, time.Duration(raw.Seconds*float64(time.Second))))))
-	b.report.add(newFigure("fleet", "fleet_rss_per_agent", "fleet: server RSS growth per agent, fleet synced", unitPerAgent,
-		ourGrowth, rawGrowth, "per raw ordered consumer (last per subject) doing the same read", oursAtMost(50*1024, unitPerAgent),
-		"RSS of the process holding the embedded nats-server, after a GC and returning freed memory, before the fleet and once every agent is synced (agents still registered), over the number of agents"))
+	b.report.add(newFigure("fleet", "fleet_rss_per_agent", "fleet: server RSS growth per agent, synced, at rest", unitPerAgent,
+		ourGrowth.rest, rawGrowth.rest, "per raw ordered consumer (last per subject) doing the same read", oursAtMost(50*1024, unitPerAgent),
+		fmt.Sprintf("RSS of the process holding the embedded nats-server, after two GCs and returning freed memory, before the fleet and "+
+			"%v after every agent synced (agents still registered: the block caches the reads loaded have expired), over the number of agents; "+
+			"just after the sync: ours %.0f KB, raw %.0f KB", fileStoreCacheExpiry, ourGrowth.synced/1024, rawGrowth.synced/1024)))
+	b.report.add(newFigure("fleet", "fleet_rss_bare", "fleet: server RSS per bare connection + core subscription, at rest", unitPerAgent,
+		bareGrowth.rest, ourGrowth.rest, "per agent of ours, at rest", nil,
+		"the floor under the agents' figure: a connection with one subscription to its callout's live subject, nothing else"))
 	return nil
 }
 
@@ -119,15 +156,21 @@ func (r *runs) measureOne(ctx context.Context, b *bench, raw childSpec, items in
 	return nil
 }
 
+// growth is a fleet's server RSS growth per reader, just after the sync
+// and at rest.
+type growth struct{ synced, rest float64 }
+
 // runFleet starts a fleet child, waits for its report (every reader
 // synced, or the deadline passed), measures the server's RSS growth while
-// the fleet is still up, then lets the child go.
-func (b *bench) runFleet(ctx context.Context, spec childSpec) (childResult, float64, error) {
+// the fleet is still up, at once and at rest (rest later), then lets the
+// child go.
+func (b *bench) runFleet(ctx context.Context, spec childSpec, rest time.Duration) (childResult, growth, error) {
 	var r childResult
+	var g growth
 	spec.URL = b.url
 	data, err := json.Marshal(spec)
 	if err != nil {
-		return r, 0, err
+		return r, g, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, replayTimeout)
 	defer cancel()
@@ -136,37 +179,55 @@ func (b *bench) runFleet(ctx context.Context, spec childSpec) (childResult, floa
 	cmd.Env = append(os.Environ(), childEnv+"="+string(data))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return r, 0, err
+		return r, g, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return r, 0, err
+		return r, g, err
 	}
 	var errOut bytes.Buffer
 	cmd.Stderr = &errOut
 	if err := cmd.Start(); err != nil {
-		return r, 0, err
+		return r, g, err
 	}
 	line, err := bufio.NewReader(stdout).ReadBytes('\n')
-	after := settledRSS()
+	synced := settledRSS()
+	if err == nil {
+		_ = sleepCtx(ctx, rest)
+	}
+	atRest := settledRSS()
 	stdin.Close()
 	werr := cmd.Wait()
 	if err != nil {
-		return r, 0, fmt.Errorf("fleet child %s: %v (%v): %s", spec.Kind, err, werr, errOut.Bytes())
+		return r, g, fmt.Errorf("fleet child %s: %v (%v): %s", spec.Kind, err, werr, errOut.Bytes())
 	}
 	if err := json.Unmarshal(line, &r); err != nil {
-		return r, 0, fmt.Errorf("fleet child %s output %q: %w", spec.Kind, line, err)
+		return r, g, fmt.Errorf("fleet child %s output %q: %w", spec.Kind, line, err)
 	}
 	if r.Synced == 0 {
-		return r, 0, fmt.Errorf("fleet child %s: no reader synced: %s %s", spec.Kind, r.Err, errOut.Bytes())
+		return r, g, fmt.Errorf("fleet child %s: no reader synced: %s %s", spec.Kind, r.Err, errOut.Bytes())
 	}
-	readers := len(spec.Callouts) * spec.Agents
-	return r, (float64(after) - float64(before)) / float64(readers), nil
+	readers := float64(len(spec.Callouts) * spec.Agents)
+	g.synced = (float64(synced) - float64(before)) / readers
+	g.rest = (float64(atRest) - float64(before)) / readers
+	return r, g, nil
 }
 
-// settledRSS is this process's resident set after a GC that returns freed
-// memory to the OS: the embedded server's footprint, or 0 where
-// /proc/self/statm does not exist.
+// sleepCtx waits d, or less if ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// settledRSS is this process's resident set after GCs that return freed
+// memory to the OS (two: what sync.Pools hold survives one): the embedded
+// server's footprint, or 0 where /proc/self/statm does not exist.
 func settledRSS() uint64 {
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -242,6 +303,18 @@ func fleetReader(ctx context.Context, s childSpec, cfg jetstream.StreamConfig, s
 		return nil, err
 	}
 	switch s.Kind {
+	case kindFleetBare:
+		// What a live agent needs at least: its connection and a
+		// subscription to its callout's live subject.
+		sub, err := nc.SubscribeSync(subj.LiveFilters(key))
+		if err == nil {
+			err = nc.Flush()
+		}
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		return func() { _ = sub.Unsubscribe(); nc.Close() }, nil
 	case kindFleetAgents:
 		h := callout.HandlerFunc(func(context.Context, callout.NotifyType, *callout.Filter) error { return nil })
 		a, err := callout.Register(ctx, js, key, h, callout.WithMode(callout.Replay),

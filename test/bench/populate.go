@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,7 @@ type populator struct {
 	first  uint64 // sequence of the first publish
 	next   uint64 // sequence the next publish gets
 	ttl    time.Duration
+	lastOn map[string]uint64 // per callout, the last filter event (events.HeaderPrev)
 
 	out     chan *nats.Msg
 	pubDone chan struct{}
@@ -69,7 +71,7 @@ func (b *bench) newPopulator(ctx context.Context, cfg jetstream.StreamConfig) (*
 	}
 	last := s.CachedInfo().State.LastSeq
 	p := &populator{js: jc.js, stream: s, subj: events.Subjects{Prefix: cfg.Prefix}, failed: failed, ttl: cfg.Horizon,
-		first: last + 1, next: last + 1, out: make(chan *nats.Msg, 4096), pubDone: make(chan struct{}),
+		first: last + 1, next: last + 1, lastOn: map[string]uint64{}, out: make(chan *nats.Msg, 4096), pubDone: make(chan struct{}),
 		gc: debug.SetGCPercent(400)}
 	go p.publisher()
 	return p, nil
@@ -97,7 +99,12 @@ func (p *populator) publisher() {
 
 // publish encodes ev and queues it; the k-th event queued lands at first+k-1.
 func (p *populator) publish(ev *events.Event) error {
-	m, err := populated(p.subj, ev, p.ttl)
+	var prev uint64
+	if ev.Filter != nil {
+		prev = p.lastOn[ev.Filter.CalloutKey]
+		p.lastOn[ev.Filter.CalloutKey] = p.next
+	}
+	m, err := populated(p.subj, ev, p.ttl, prev)
 	if err != nil {
 		return err
 	}
@@ -107,15 +114,19 @@ func (p *populator) publish(ev *events.Event) error {
 }
 
 // populated is the message the populator writes for ev: the engine's,
-// compacted as the engine compacts a delete with horizon ttl, with
-// Nats-Msg-Id renamed.
-func populated(subj events.Subjects, ev *events.Event, ttl time.Duration) (*nats.Msg, error) {
+// compacted as the engine compacts a delete with horizon ttl, a filter
+// event naming prev as its callout's previous one, with Nats-Msg-Id
+// renamed.
+func populated(subj events.Subjects, ev *events.Event, ttl time.Duration, prev uint64) (*nats.Msg, error) {
 	m, err := subj.Message(ev)
 	if err != nil {
 		return nil, err
 	}
-	if ev.Filter != nil && ttl > 0 {
-		m.Header[events.HeaderHorizon] = []string{events.FormatTTL(ttl)}
+	if ev.Filter != nil {
+		if ttl > 0 {
+			m.Header[events.HeaderHorizon] = []string{events.FormatTTL(ttl)}
+		}
+		m.Header[events.HeaderPrev] = []string{strconv.FormatUint(prev, 10)}
 	}
 	if events.IsTombstone(ev.Type) {
 		m.Compact(ttl)
