@@ -165,9 +165,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
-	f, c := e.state.Len()
+	// The loop runs now and may be folding another engine's writes: read
+	// the state under its lock.
+	st := e.Stats()
 	e.log.Info("engine ready", "stream", cfg.Stream, "prefix", cfg.Prefix,
-		"seq", e.state.Seq(), "filters", f, "callouts", c, "skipped", e.skipped.Load())
+		"seq", st.Seq, "filters", st.Filters, "callouts", st.Callouts, "skipped", st.Skipped)
 	return e, nil
 }
 

@@ -1,0 +1,48 @@
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
+)
+
+// An engine that starts while another one writes to the same stream has
+// its loop folding those writes before Start returns; Start must not read
+// the state behind the loop's back (found by the cluster tests, where a
+// replacement engine starts under load; -race reports it).
+func TestStartWhileAnotherEngineWrites(t *testing.T) {
+	srv := testkit.Server(t)
+	a := startEngine(t, testkit.Conn(t, srv))
+	c := NewClient(testkit.Conn(t, srv))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := c.AddFilter(context.Background(), events.Filter{Name: "f", Layer: "L", Action: events.ActionBlock}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	testkit.Eventually(t, "engine A to write", func() bool { return a.Stats().Written > 50 })
+	for range 12 {
+		b, err := Start(context.Background(), testkit.Conn(t, srv), Config{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+	}
+	close(stop)
+	wg.Wait()
+}
