@@ -97,6 +97,16 @@ type Engine struct {
 	taken  *taken // requests being answered, for Shutdown
 	subs   []*nats.Subscription
 
+	// replicated is set when the stream has more than one replica. Then
+	// a group of commands is written as one atomic batch instead of a
+	// publish chain: nats-server (2.15.2) checks a chain's
+	// Nats-Expected-Last-Msg-Id only when a replica applies the message,
+	// and a refusal there is a "critical write error" after which the
+	// stream applies nothing more: one lost fence would wedge the log. On a
+	// replicated stream an atomic batch is checked before it is proposed
+	// and costs about what a chain does (no fsync'ed staging, unlike R1).
+	replicated bool
+
 	skipped    atomic.Uint64 // log messages that were not events we act on
 	rejected   atomic.Uint64 // adds an agent refused (R7)
 	unanswered atomic.Uint64 // adds taken back because an agent did not answer
@@ -146,6 +156,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: stream info: %w", err)
 	}
+	e.replicated = info.Config.Replicas > 1
 	if err := e.startTail(ctx); err != nil {
 		return nil, err
 	}

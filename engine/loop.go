@@ -266,7 +266,9 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 		wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
 		var n int
 		var err error
-		if isAtomic {
+		// A replicated stream takes a group as one atomic batch, never as
+		// a chain: see Engine.replicated.
+		if isAtomic || (e.replicated && len(msgs) > 1) {
 			if _, err = jetstream.PublishFenced(wctx, e.js, base, msgs); err == nil {
 				n = len(msgs)
 			}
