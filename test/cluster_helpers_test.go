@@ -1,0 +1,443 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wfpnats/wfp/callout"
+	"github.com/wfpnats/wfp/engine"
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
+	"github.com/wfpnats/wfp/jetstream"
+	"github.com/wfpnats/wfp/projection"
+	"github.com/wfpnats/wfp/test/chaos/check"
+)
+
+// clusterWorld is a 3-node JetStream cluster in this process with the
+// event log at R3, an engine on n1 and one on n2, two callouts, an agent
+// of every mode for each (spread over the nodes), and management callers
+// on every node.
+type clusterWorld struct {
+	t        *testing.T
+	c        *testkit.Cluster
+	js       natsjs.JetStream // reads the log; reaches any node
+	client   *engine.Client
+	engines  []*clusterEngine
+	callouts []string
+	agents   []*clusterAgent
+	load     *load
+}
+
+type clusterEngine struct {
+	name string
+	nc   *nats.Conn
+	e    *engine.Engine
+}
+
+type clusterAgent struct {
+	name    string
+	mode    check.Mode
+	callout string
+	rec     *recorder
+	agent   *callout.Agent
+	start   uint64 // first sequence it reads live
+}
+
+func newClusterWorld(t *testing.T) *clusterWorld {
+	t.Helper()
+	w := &clusterWorld{t: t, c: testkit.NewCluster(t, 3)}
+	nc := w.c.Nodes[2].Connect(t, w.c.URLs())
+	w.js = testkit.JetStream(t, nc)
+	w.startEngine("A", 0)
+	w.startEngine("B", 1)
+	w.client = engine.NewClient(nc)
+	ctx := ctxT(t)
+	for range 2 {
+		co, err := w.client.AddCallout(ctx, events.Callout{Name: "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.callouts = append(w.callouts, co.Key)
+	}
+	// Some history before the agents come: filters for the replay
+	// snapshots, and a delete for a tombstone.
+	for i := range 8 {
+		f, err := w.client.AddFilter(ctx, clusterFilter(uuid.NewString(), w.callouts[i%2]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 0 {
+			// The delete may reach the other engine before it has folded
+			// the add (engines do not wait for each other): try again.
+			testkit.Eventually(t, "the delete of a filter just added", func() bool {
+				err := w.client.DeleteFilter(ctx, engine.FilterRef{FilterID: f.ID})
+				if err != nil && !errors.Is(err, engine.ErrFilterNotFound) {
+					t.Fatal(err)
+				}
+				return err == nil
+			})
+		}
+	}
+	s, err := w.js.Stream(ctx, jetstream.DefaultStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.CachedInfo().Config.Replicas; r != 3 {
+		t.Fatalf("stream has %d replicas, want 3", r)
+	}
+	start := s.CachedInfo().State.LastSeq + 1
+	n := 0
+	for _, co := range w.callouts {
+		for _, mode := range []check.Mode{check.Live, check.Replay, check.Durable} {
+			a := &clusterAgent{name: fmt.Sprintf("%s-%s", mode, co[:4]), mode: mode, callout: co, rec: newRecorder(), start: start}
+			opts := []callout.Option{callout.WithLogger(quietLog), callout.WithAgentID(a.name)}
+			switch mode {
+			case check.Replay:
+				opts = append(opts, callout.WithMode(callout.Replay))
+			case check.Durable:
+				opts = append(opts, callout.WithDurable(a.name))
+			}
+			// Agents sit on every node, so each fault cuts some off.
+			anc := w.c.Nodes[n%3].Connect(t, w.c.URLs())
+			n++
+			a.agent, err = callout.Register(ctx, testkit.JetStream(t, anc), co, a.rec, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = a.agent.Close() })
+			w.agents = append(w.agents, a)
+		}
+	}
+	for _, a := range w.agents {
+		waitSynced(t, a.agent)
+	}
+	// The engines count on the agents before the load starts (R7).
+	testkit.Eventually(t, "the engines to list every agent", func() bool {
+		l, err := w.client.ListCallouts(ctx)
+		if err != nil {
+			return false
+		}
+		agents := 0
+		for _, c := range l.Callouts {
+			agents += len(c.Agents)
+		}
+		return agents == len(w.agents)
+	})
+	w.load = newLoad(t)
+	for i := range 4 {
+		w.load.run(engine.NewClient(w.c.Nodes[i%3].Connect(t, w.c.URLs())), w.callouts, uint64(i))
+	}
+	return w
+}
+
+func clusterFilter(key, calloutKey string) events.Filter {
+	return events.Filter{Key: key, Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection, CalloutKey: calloutKey}
+}
+
+// startEngine starts an engine on its own connection, to node first.
+func (w *clusterWorld) startEngine(name string, node int) *clusterEngine {
+	w.t.Helper()
+	nc := w.c.Nodes[node].Connect(w.t, w.c.URLs(), nats.Name("engine "+name))
+	e, err := engine.Start(ctxT(w.t), nc, engine.Config{Replicas: 3, Logger: quietLog})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(e.Close)
+	ce := &clusterEngine{name: name, nc: nc, e: e}
+	w.engines = append(w.engines, ce)
+	return ce
+}
+
+// killEngine stops engine name the way a crash does: its connection goes
+// first, so requests it took are never answered.
+func (w *clusterWorld) killEngine(name string) {
+	for i, ce := range w.engines {
+		if ce.name == name {
+			ce.nc.Close()
+			ce.e.Close()
+			w.engines = append(w.engines[:i], w.engines[i+1:]...)
+			return
+		}
+	}
+	w.t.Fatalf("no engine %s", name)
+}
+
+// progress waits until n more adds have been acknowledged: the system
+// serves again after a fault.
+func (w *clusterWorld) progress(n int64) {
+	w.t.Helper()
+	w.load.waitAcked(w.load.acked.Load() + n)
+}
+
+// finish stops the load, adds one last filter per callout (so every
+// agent's notifications must reach the end of the log), waits until every
+// agent and engine has the whole log, and verifies everything (see
+// package check).
+func (w *clusterWorld) finish() *check.Report {
+	t := w.t
+	t.Helper()
+	w.load.halt()
+	var last []uint64
+	for _, co := range w.callouts {
+		last = append(last, w.load.addUntilAcked(w.client, co))
+	}
+	for _, a := range w.agents {
+		testkit.Eventually(t, "agent "+a.name+" to get the last add of its callout", func() bool {
+			for _, n := range a.rec.snapshot() {
+				for _, id := range last {
+					if n.t == callout.AddFilter && n.id == id {
+						return true
+					}
+				}
+			}
+			return false
+		})
+	}
+	log := readLogRetrying(t, w.js)
+	end := log[len(log)-1].seq
+	var engines []check.Engine
+	for _, ce := range w.engines {
+		testkit.Eventually(t, "engine "+ce.name+" to fold the whole log", func() bool { return ce.e.Seq() >= end })
+		ce.e.View(func(s *projection.State) {
+			var fs []*events.Filter
+			for _, f := range s.Filters(projection.Template{}) {
+				fs = append(fs, f.Clone())
+			}
+			engines = append(engines, check.Engine{Name: ce.name, Seq: s.Seq(), Filters: fs})
+		})
+	}
+	var agents []check.Agent
+	for _, a := range w.agents {
+		var notes []check.Notice
+		for _, n := range a.rec.snapshot() {
+			notes = append(notes, check.Notice{Delete: n.t == callout.DeleteFilter, ID: n.id, Key: n.key, Initial: n.initial})
+		}
+		held := []uint64{}
+		for f := range a.agent.Filters() {
+			held = append(held, f.ID)
+		}
+		agents = append(agents, check.Agent{Name: a.name, Callout: a.callout, Mode: a.mode, Runs: [][]check.Notice{notes}, Start: a.start, Held: held})
+	}
+	entries := make([]check.Entry, len(log))
+	for i, e := range log {
+		entries[i] = check.Entry{Seq: e.seq, Event: e.ev}
+	}
+	r := check.Verify(entries, w.load.outcomes(), agents, engines)
+	t.Log(r)
+	for _, p := range r.Problems {
+		t.Error(p)
+	}
+	if !r.OK() {
+		t.Errorf("not consistent: %v", r)
+	}
+	return r
+}
+
+// load runs management callers: adds with fresh keys, and deletes of
+// filters the same caller added, recording what each call was told.
+type load struct {
+	t     *testing.T
+	mu    sync.Mutex
+	ops   []check.Op
+	errs  map[string]int // error texts seen, for a failure to show
+	acked atomic.Int64
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newLoad(t *testing.T) *load {
+	l := &load{t: t, stop: make(chan struct{}), errs: map[string]int{}}
+	t.Cleanup(l.halt)
+	return l
+}
+
+func (l *load) run(client *engine.Client, callouts []string, seed uint64) {
+	l.wg.Go(func() {
+		r := rand.New(rand.NewPCG(seed, 12))
+		var mine []uint64
+		for {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			if len(mine) > 0 && r.IntN(4) == 0 {
+				i := r.IntN(len(mine))
+				op := check.Op{Delete: true, ID: mine[i]}
+				ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+				err := client.DeleteFilter(ctx, engine.FilterRef{FilterID: op.ID})
+				cancel()
+				op.Outcome = outcomeOf(err)
+				l.noteErr(err)
+				if op.Outcome != check.Unknown {
+					mine = append(mine[:i], mine[i+1:]...)
+				}
+				l.record(op)
+				continue
+			}
+			op := check.Op{Key: uuid.NewString()}
+			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			f, err := client.AddFilter(ctx, clusterFilter(op.Key, callouts[r.IntN(len(callouts))]))
+			cancel()
+			l.noteErr(err)
+			if op.Outcome = outcomeOf(err); op.Outcome == check.Acked {
+				op.ID = f.ID
+				mine = append(mine, f.ID)
+			}
+			l.record(op)
+		}
+	})
+}
+
+func (l *load) record(op check.Op) {
+	l.mu.Lock()
+	l.ops = append(l.ops, op)
+	l.mu.Unlock()
+	if op.Outcome == check.Acked {
+		l.acked.Add(1)
+	}
+}
+
+func (l *load) noteErr(err error) {
+	if err == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs[err.Error()]++
+}
+
+func (l *load) outcomes() []check.Op {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]check.Op(nil), l.ops...)
+}
+
+// halt stops the callers and waits for their calls in flight.
+func (l *load) halt() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// callTimeout bounds one management call of the load. A call that times
+// out leaves its outcome unknown, which the checks allow; shorter than the
+// client's default (10 s plus the notify and write timeouts) so that the
+// callers stranded by a fault move on sooner.
+const callTimeout = 8 * time.Second
+
+// recoveryDeadline bounds the wait for the system to serve again after a
+// fault: an election (up to 9 s), consumers noticing their server is gone
+// (two missed 5 s heartbeats), adds waiting out agents that cannot answer.
+const recoveryDeadline = 90 * time.Second
+
+// waitAcked waits until n adds in all have been acknowledged.
+func (l *load) waitAcked(n int64) {
+	l.t.Helper()
+	deadline := time.Now().Add(recoveryDeadline)
+	for l.acked.Load() < n {
+		if time.Now().After(deadline) {
+			l.mu.Lock()
+			for e, n := range l.errs {
+				l.t.Logf("%d× %s", n, e)
+			}
+			l.mu.Unlock()
+			l.t.Fatalf("only %d of %d adds acknowledged after %v", l.acked.Load(), n, recoveryDeadline)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// addUntilAcked adds a filter to co until one add is acknowledged (a
+// timeout leaves the outcome open: try again with a new key), and returns
+// its id.
+func (l *load) addUntilAcked(client *engine.Client, co string) uint64 {
+	l.t.Helper()
+	for range 10 {
+		op := check.Op{Key: uuid.NewString()}
+		f, err := client.AddFilter(context.Background(), clusterFilter(op.Key, co))
+		op.Outcome = outcomeOf(err)
+		if op.Outcome == check.Acked {
+			op.ID = f.ID
+		}
+		l.record(op)
+		if op.Outcome == check.Acked {
+			return f.ID
+		}
+	}
+	l.t.Fatal("no add acknowledged in 10 tries")
+	return 0
+}
+
+// outcomeOf classifies a management call's error: a WFP refusal is
+// definite, a timeout or a lost connection leaves the outcome unknown.
+// FWP_E_TIMEOUT is both: an add whose agents did not answer in time was
+// taken back ("... was not added"), definite; the engine not answering,
+// or a write it could not confirm, is unknown.
+func outcomeOf(err error) check.Outcome {
+	var e *engine.Error
+	switch {
+	case err == nil:
+		return check.Acked
+	case errors.As(err, &e) && e.Code == engine.CodeTimeout && strings.Contains(e.Message, "was not added"):
+		return check.Refused
+	case errors.Is(err, engine.ErrTimeout), errors.Is(err, engine.ErrInternal):
+		return check.Unknown
+	case errors.As(err, &e):
+		return check.Refused
+	}
+	return check.Unknown
+}
+
+// readLogRetrying reads the whole log like readLog, but starts over from
+// where it stopped when the consumer fails: in a cluster a new consumer
+// can answer "no responders" for a moment while it is set up.
+func readLogRetrying(t *testing.T, js natsjs.JetStream) []logEntry {
+	t.Helper()
+	ctx := ctxT(t)
+	s, err := js.Stream(ctx, jetstream.DefaultStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := s.CachedInfo().State.LastSeq
+	var out []logEntry
+	next := uint64(1)
+	for attempt := 0; next <= last; attempt++ {
+		if attempt == 20 {
+			t.Fatalf("reading the log: stuck at %d of %d", next, last)
+		}
+		cons, err := js.OrderedConsumer(ctx, jetstream.DefaultStreamName, natsjs.OrderedConsumerConfig{
+			DeliverPolicy: natsjs.DeliverByStartSequencePolicy, OptStartSeq: next})
+		if err != nil {
+			continue
+		}
+		for next <= last {
+			m, err := cons.Next(natsjs.FetchMaxWait(5 * time.Second))
+			if err != nil {
+				break
+			}
+			meta, _ := m.Metadata()
+			ev, err := events.Decode(m.Data())
+			if err != nil {
+				ev = nil
+			}
+			out = append(out, logEntry{meta.Sequence.Stream, m.Subject(), ev})
+			next = meta.Sequence.Stream + 1
+		}
+	}
+	return out
+}
