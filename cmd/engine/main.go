@@ -6,6 +6,7 @@
 //	engine tx apply FILE.json   one atomic transaction
 //	engine events [--callout UUID] [--from-seq N] [--follow]
 //	engine decode               one event payload on stdin, JSON on stdout
+//	engine mirror --hub-domain D  a remote site's mirror of the log
 //
 // Run any subcommand with -h for its flags.
 package main
@@ -32,6 +33,7 @@ const usage = `usage:
   engine tx apply FILE.json [--json] [--notify-timeout 5s]
   engine events [--callout UUID] [--from-seq N] [--follow]
   engine decode < payload
+  engine mirror --hub-domain DOMAIN [--stream WFP] [--name NAME] [--replicas N]
 Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222).
 `
 
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return eventsCmd(ctx, rest, stdout, stderr)
 	case "tx":
 		return txCmd(ctx, rest, stdin, stdout, stderr)
+	case "mirror":
+		return mirrorCmd(ctx, rest, stdout, stderr)
 	case "callout", "filter":
 		if len(rest) == 0 {
 			return fmt.Errorf("%s needs a verb: add, delete or list\n%s", sub, usage)

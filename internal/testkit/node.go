@@ -102,17 +102,6 @@ func (n *Node) Start() {
 	n.srv, n.cur = s, o
 }
 
-// LeafPort is the port the running node accepts leaf node connections on,
-// 0 if it does not (or is stopped).
-func (n *Node) LeafPort() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cur == nil {
-		return 0
-	}
-	return n.cur.LeafNode.Port
-}
-
 // Stop shuts the server down the way nats-server does on SIGTERM: raft
 // leaders on it step down first, so the others take over at once. Client
 // connections to it are closed. Safe to call on a stopped node.
