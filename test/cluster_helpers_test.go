@@ -1,13 +1,8 @@
 package test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +17,7 @@ import (
 	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/projection"
 	"github.com/wfpnats/wfp/test/chaos/check"
+	"github.com/wfpnats/wfp/test/chaos/load"
 )
 
 // clusterWorld is a 3-node JetStream cluster in this process with the
@@ -36,7 +32,7 @@ type clusterWorld struct {
 	engines  []*clusterEngine
 	callouts []string
 	agents   []*clusterAgent
-	load     *load
+	load     *load.Load
 }
 
 type clusterEngine struct {
@@ -73,7 +69,7 @@ func newClusterWorld(t *testing.T) *clusterWorld {
 	// Some history before the agents come: filters for the replay
 	// snapshots, and a delete for a tombstone.
 	for i := range 8 {
-		f, err := w.client.AddFilter(ctx, clusterFilter(uuid.NewString(), w.callouts[i%2]))
+		f, err := w.client.AddFilter(ctx, load.Filter(uuid.NewString(), w.callouts[i%2]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,13 +132,9 @@ func newClusterWorld(t *testing.T) *clusterWorld {
 	})
 	w.load = newLoad(t)
 	for i := range 4 {
-		w.load.run(engine.NewClient(w.c.Nodes[i%3].Connect(t, w.c.URLs())), w.callouts, uint64(i))
+		w.load.Run(engine.NewClient(w.c.Nodes[i%3].Connect(t, w.c.URLs())), w.callouts, uint64(i), callTimeout)
 	}
 	return w
-}
-
-func clusterFilter(key, calloutKey string) events.Filter {
-	return events.Filter{Key: key, Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection, CalloutKey: calloutKey}
 }
 
 // startEngine starts an engine on its own connection, to node first.
@@ -177,7 +169,9 @@ func (w *clusterWorld) killEngine(name string) {
 // serves again after a fault.
 func (w *clusterWorld) progress(n int64) {
 	w.t.Helper()
-	w.load.waitAcked(w.load.acked.Load() + n)
+	if err := w.load.WaitAcked(w.load.Acked()+n, recoveryDeadline); err != nil {
+		w.t.Fatal(err)
+	}
 }
 
 // finish stops the load, adds one last filter per callout (so every
@@ -187,10 +181,14 @@ func (w *clusterWorld) progress(n int64) {
 func (w *clusterWorld) finish() *check.Report {
 	t := w.t
 	t.Helper()
-	w.load.halt()
+	w.load.Halt()
 	var last []uint64
 	for _, co := range w.callouts {
-		last = append(last, w.load.addUntilAcked(w.client, co))
+		id, err := w.load.AddUntilAcked(w.client, co, callTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = append(last, id)
 	}
 	for _, a := range w.agents {
 		testkit.Eventually(t, "agent "+a.name+" to get the last add of its callout", func() bool {
@@ -233,7 +231,7 @@ func (w *clusterWorld) finish() *check.Report {
 	for i, e := range log {
 		entries[i] = check.Entry{Seq: e.seq, Event: e.ev}
 	}
-	r := check.Verify(entries, w.load.outcomes(), agents, engines)
+	r := check.Verify(entries, w.load.Ops(), agents, engines)
 	t.Log(r)
 	for _, p := range r.Problems {
 		t.Error(p)
@@ -242,96 +240,6 @@ func (w *clusterWorld) finish() *check.Report {
 		t.Errorf("not consistent: %v", r)
 	}
 	return r
-}
-
-// load runs management callers: adds with fresh keys, and deletes of
-// filters the same caller added, recording what each call was told.
-type load struct {
-	t     *testing.T
-	mu    sync.Mutex
-	ops   []check.Op
-	errs  map[string]int // error texts seen, for a failure to show
-	acked atomic.Int64
-	stop  chan struct{}
-	wg    sync.WaitGroup
-}
-
-func newLoad(t *testing.T) *load {
-	l := &load{t: t, stop: make(chan struct{}), errs: map[string]int{}}
-	t.Cleanup(l.halt)
-	return l
-}
-
-func (l *load) run(client *engine.Client, callouts []string, seed uint64) {
-	l.wg.Go(func() {
-		r := rand.New(rand.NewPCG(seed, 12))
-		var mine []uint64
-		for {
-			select {
-			case <-l.stop:
-				return
-			default:
-			}
-			if len(mine) > 0 && r.IntN(4) == 0 {
-				i := r.IntN(len(mine))
-				op := check.Op{Delete: true, ID: mine[i]}
-				ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-				err := client.DeleteFilter(ctx, engine.FilterRef{FilterID: op.ID})
-				cancel()
-				op.Outcome = outcomeOf(err)
-				l.noteErr(err)
-				if op.Outcome != check.Unknown {
-					mine = append(mine[:i], mine[i+1:]...)
-				}
-				l.record(op)
-				continue
-			}
-			op := check.Op{Key: uuid.NewString()}
-			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-			f, err := client.AddFilter(ctx, clusterFilter(op.Key, callouts[r.IntN(len(callouts))]))
-			cancel()
-			l.noteErr(err)
-			if op.Outcome = outcomeOf(err); op.Outcome == check.Acked {
-				op.ID = f.ID
-				mine = append(mine, f.ID)
-			}
-			l.record(op)
-		}
-	})
-}
-
-func (l *load) record(op check.Op) {
-	l.mu.Lock()
-	l.ops = append(l.ops, op)
-	l.mu.Unlock()
-	if op.Outcome == check.Acked {
-		l.acked.Add(1)
-	}
-}
-
-func (l *load) noteErr(err error) {
-	if err == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.errs[err.Error()]++
-}
-
-func (l *load) outcomes() []check.Op {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]check.Op(nil), l.ops...)
-}
-
-// halt stops the callers and waits for their calls in flight.
-func (l *load) halt() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
 }
 
 // callTimeout bounds one management call of the load. A call that times
@@ -345,62 +253,11 @@ const callTimeout = 8 * time.Second
 // (two missed 5 s heartbeats), adds waiting out agents that cannot answer.
 const recoveryDeadline = 90 * time.Second
 
-// waitAcked waits until n adds in all have been acknowledged.
-func (l *load) waitAcked(n int64) {
-	l.t.Helper()
-	deadline := time.Now().Add(recoveryDeadline)
-	for l.acked.Load() < n {
-		if time.Now().After(deadline) {
-			l.mu.Lock()
-			for e, n := range l.errs {
-				l.t.Logf("%d× %s", n, e)
-			}
-			l.mu.Unlock()
-			l.t.Fatalf("only %d of %d adds acknowledged after %v", l.acked.Load(), n, recoveryDeadline)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// addUntilAcked adds a filter to co until one add is acknowledged (a
-// timeout leaves the outcome open: try again with a new key), and returns
-// its id.
-func (l *load) addUntilAcked(client *engine.Client, co string) uint64 {
-	l.t.Helper()
-	for range 10 {
-		op := check.Op{Key: uuid.NewString()}
-		f, err := client.AddFilter(context.Background(), clusterFilter(op.Key, co))
-		op.Outcome = outcomeOf(err)
-		if op.Outcome == check.Acked {
-			op.ID = f.ID
-		}
-		l.record(op)
-		if op.Outcome == check.Acked {
-			return f.ID
-		}
-	}
-	l.t.Fatal("no add acknowledged in 10 tries")
-	return 0
-}
-
-// outcomeOf classifies a management call's error: a WFP refusal is
-// definite, a timeout or a lost connection leaves the outcome unknown.
-// FWP_E_TIMEOUT is both: an add whose agents did not answer in time was
-// taken back ("... was not added"), definite; the engine not answering,
-// or a write it could not confirm, is unknown.
-func outcomeOf(err error) check.Outcome {
-	var e *engine.Error
-	switch {
-	case err == nil:
-		return check.Acked
-	case errors.As(err, &e) && e.Code == engine.CodeTimeout && strings.Contains(e.Message, "was not added"):
-		return check.Refused
-	case errors.Is(err, engine.ErrTimeout), errors.Is(err, engine.ErrInternal):
-		return check.Unknown
-	case errors.As(err, &e):
-		return check.Refused
-	}
-	return check.Unknown
+// newLoad is a load that stops when the test ends.
+func newLoad(t *testing.T) *load.Load {
+	l := load.New()
+	t.Cleanup(l.Halt)
+	return l
 }
 
 // readLogRetrying reads the whole log like readLog, but starts over from

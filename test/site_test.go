@@ -17,6 +17,7 @@ import (
 	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/projection"
 	"github.com/wfpnats/wfp/test/chaos/check"
+	"github.com/wfpnats/wfp/test/chaos/load"
 )
 
 // A remote site: agents connect to a leaf node with its own JetStream
@@ -45,13 +46,13 @@ func TestSiteAgentsReadALocalMirror(t *testing.T) {
 	l := newLoad(t)
 	add := func(name string, opts ...engine.CallOption) (*events.Filter, error) {
 		op := check.Op{Key: uuid.NewString()}
-		f := clusterFilter(op.Key, co.Key)
+		f := load.Filter(op.Key, co.Key)
 		f.Name = name
 		got, err := client.AddFilter(ctx, f, opts...)
-		if op.Outcome = outcomeOf(err); op.Outcome == check.Acked {
+		if op.Outcome = load.OutcomeOf(err); op.Outcome == check.Acked {
 			op.ID = got.ID
 		}
-		l.record(op)
+		l.Record(op)
 		return got, err
 	}
 	for i := range 4 {
@@ -63,7 +64,7 @@ func TestSiteAgentsReadALocalMirror(t *testing.T) {
 			if err := client.DeleteFilter(ctx, engine.FilterRef{FilterID: f.ID}); err != nil {
 				t.Fatal(err)
 			}
-			l.record(check.Op{Delete: true, ID: f.ID})
+			l.Record(check.Op{Delete: true, ID: f.ID})
 		}
 	}
 
@@ -146,7 +147,10 @@ func TestSiteAgentsReadALocalMirror(t *testing.T) {
 		l, err := client.ListCallouts(ctx)
 		return err == nil && len(l.Callouts) == 1 && len(l.Callouts[0].Agents) == 4
 	})
-	lastID := l.addUntilAcked(client, co.Key)
+	lastID, err := l.AddUntilAcked(client, co.Key, callTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, a := range agents {
 		testkit.Eventually(t, "site agent "+a.name+" to get the last add", func() bool { return a.got(callout.AddFilter, lastID) })
 	}
@@ -166,7 +170,7 @@ func TestSiteAgentsReadALocalMirror(t *testing.T) {
 	for i, e := range log {
 		entries[i] = check.Entry{Seq: e.seq, Event: e.ev}
 	}
-	r := check.Verify(entries, l.outcomes(), ags, []check.Engine{{Name: "hub", Seq: eng.Seq(), Filters: fs}})
+	r := check.Verify(entries, l.Ops(), ags, []check.Engine{{Name: "hub", Seq: eng.Seq(), Filters: fs}})
 	t.Log(r)
 	for _, p := range r.Problems {
 		t.Error(p)
