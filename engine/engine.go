@@ -44,8 +44,11 @@ type Config struct {
 	Logger   *slog.Logger
 	// MaxGroup caps how many queued commands one fenced write carries.
 	MaxGroup int
-	// WriteTimeout bounds one write to JetStream and one catch-up
-	// (default DefaultWriteTimeout).
+	// WriteTimeout bounds one write to JetStream, with the attempts and
+	// catch-ups it takes when the stream does not answer or another writer
+	// got there first (default DefaultWriteTimeout). Each attempt inside it
+	// is bounded by a second, so a write that meets a stream electing a
+	// new leader lands soon after the election.
 	WriteTimeout time.Duration
 }
 
@@ -77,11 +80,12 @@ func (c Config) withDefaults() Config {
 
 // Engine is a running filter engine.
 type Engine struct {
-	cfg  Config
-	log  *slog.Logger
-	subj events.Subjects
-	nc   *nats.Conn
-	js   natsjs.JetStream
+	cfg    Config
+	log    *slog.Logger
+	subj   events.Subjects
+	nc     *nats.Conn
+	js     natsjs.JetStream
+	stream natsjs.Stream
 
 	mu    sync.RWMutex // guards state; only the writer loop takes it for writing
 	state *projection.State
@@ -144,6 +148,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		subj:     events.Subjects{Prefix: cfg.Prefix},
 		nc:       nc,
 		js:       js,
+		stream:   stream,
 		state:    projection.New(),
 		agents:   newRegistry(),
 		waits:    newWaits(),
@@ -184,6 +189,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// tailHeartbeat is how often the server tells the tail it is there. Two
+// missed heartbeats make the ordered consumer start over on another
+// server; at nats.go's default (5 s) an engine whose tail sat on a dead
+// server would fold nothing, and so could not confirm a write it was not
+// acknowledged, for 10 s.
+const tailHeartbeat = time.Second
+
 // startTail opens an ordered consumer on the whole stream from the message
 // after the state's position. Its messages are folded by the writer loop (or
 // by catchUp before the loop starts).
@@ -196,6 +208,7 @@ func (e *Engine) startTail(ctx context.Context) error {
 		return fmt.Errorf("engine: tail consumer: %w", err)
 	}
 	e.tailCtx, err = cons.Consume(e.decodeTail,
+		natsjs.PullHeartbeat(tailHeartbeat),
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
 			e.log.Warn("engine: tail consumer", "err", err)
 		}))
