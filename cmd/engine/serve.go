@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -32,7 +33,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var nc *nats.Conn
 	var err error
 	if *natsURL != "" {
-		nc, err = nats.Connect(*natsURL, nats.Name("wfp-engine"), nats.MaxReconnects(-1))
+		// Reconnect at once to another server, and every 250 ms to a lone
+		// one coming back (nats.go waits 2 s by default): while the engine
+		// is away no add is served.
+		nc, err = nats.Connect(*natsURL, nats.Name("wfp-engine"), nats.MaxReconnects(-1),
+			nats.ReconnectWait(250*time.Millisecond))
 		if err != nil {
 			return fmt.Errorf("connect to %s: %w", *natsURL, err)
 		}
