@@ -46,3 +46,21 @@ func TestStartWhileAnotherEngineWrites(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// Once Start returns, a client on another connection finds the API at
+// once: the engine has made sure the server has its subscriptions.
+func TestServesWhenStartReturns(t *testing.T) {
+	srv := testkit.Server(t)
+	client := NewClient(testkit.Conn(t, srv))
+	for range 20 {
+		e, err := Start(context.Background(), testkit.Conn(t, srv), Config{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = client.ListCallouts(context.Background())
+		e.Close()
+		if err != nil {
+			t.Fatalf("right after Start: %v", err)
+		}
+	}
+}
