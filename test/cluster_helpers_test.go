@@ -260,9 +260,9 @@ func newLoad(t *testing.T) *load.Load {
 	return l
 }
 
-// readLogRetrying reads the whole log like readLog, but starts over from
-// where it stopped when the consumer fails: in a cluster a new consumer
-// can answer "no responders" for a moment while it is set up.
+// readLogRetrying reads the whole log like readLog, but through the
+// consumer's iterator, and starts over from where it stopped when the
+// consumer fails, as a consumer on a cluster now and then does.
 func readLogRetrying(t *testing.T, js natsjs.JetStream) []logEntry {
 	t.Helper()
 	ctx := ctxT(t)
@@ -282,8 +282,15 @@ func readLogRetrying(t *testing.T, js natsjs.JetStream) []logEntry {
 		if err != nil {
 			continue
 		}
+		// The iterator, not Consumer.Next: on a cluster, one-off fetches
+		// from an ordered consumer on another server answer "no
+		// responders" now and then (nats.go 1.55).
+		it, err := cons.Messages()
+		if err != nil {
+			continue
+		}
 		for next <= last {
-			m, err := cons.Next(natsjs.FetchMaxWait(5 * time.Second))
+			m, err := it.Next(natsjs.NextMaxWait(5 * time.Second))
 			if err != nil {
 				break
 			}
@@ -295,6 +302,7 @@ func readLogRetrying(t *testing.T, js natsjs.JetStream) []logEntry {
 			out = append(out, logEntry{meta.Sequence.Stream, m.Subject(), ev})
 			next = meta.Sequence.Stream + 1
 		}
+		it.Stop()
 	}
 	return out
 }
