@@ -131,8 +131,10 @@ func newClusterWorld(t *testing.T) *clusterWorld {
 		return agents == len(w.agents)
 	})
 	w.load = newLoad(t)
-	for i := range 4 {
-		w.load.Run(engine.NewClient(w.c.Nodes[i%3].Connect(t, w.c.URLs())), w.callouts, uint64(i), callTimeout)
+	for i := range 6 {
+		// Filters naming no callout too: their adds show the engines and
+		// the stream serve even while agents catch up.
+		w.load.Run(engine.NewClient(w.c.Nodes[i%3].Connect(t, w.c.URLs())), append(w.callouts, ""), uint64(i), callTimeout)
 	}
 	return w
 }

@@ -22,10 +22,10 @@ import (
 // their election timeout), serves again, and comes back on its store.
 func TestClusterStreamLeaderCrash(t *testing.T) {
 	w := newClusterWorld(t)
-	w.progress(30)
+	w.progress(20)
 	leader := w.c.StreamLeader(w.js, jetstream.DefaultStreamName)
 	w.c.Crash(leader)
-	w.progress(30)
+	w.progress(20)
 	w.c.Restart(leader)
 	w.c.StreamCurrent(w.js, jetstream.DefaultStreamName)
 	w.progress(10)
@@ -37,7 +37,7 @@ func TestClusterStreamLeaderCrash(t *testing.T) {
 // was down, and nothing else notices more than its clients moving.
 func TestClusterNodeRestart(t *testing.T) {
 	w := newClusterWorld(t)
-	w.progress(30)
+	w.progress(20)
 	leader := w.c.StreamLeader(w.js, jetstream.DefaultStreamName)
 	node := -1
 	for i, n := range w.c.Nodes {
@@ -49,7 +49,7 @@ func TestClusterNodeRestart(t *testing.T) {
 		t.Fatal("no node leads neither the stream nor the meta group")
 	}
 	w.c.Crash(node)
-	w.progress(30)
+	w.progress(20)
 	w.c.Restart(node)
 	w.c.StreamCurrent(w.js, jetstream.DefaultStreamName)
 	w.progress(10)
@@ -61,10 +61,10 @@ func TestClusterNodeRestart(t *testing.T) {
 // engine then starts, rebuilds from the log and serves beside it.
 func TestClusterEngineKilled(t *testing.T) {
 	w := newClusterWorld(t)
-	w.progress(30)
+	w.progress(20)
 	before := w.engines[1].e.Stats().Written
 	w.killEngine("A")
-	w.progress(30)
+	w.progress(20)
 	if w.engines[0].e.Stats().Written == before {
 		t.Fatal("engine B wrote nothing after A died: the adds were not served by it")
 	}
@@ -83,7 +83,7 @@ func TestClusterPartition(t *testing.T) {
 	w.progress(20)
 	moveStreamLeader(t, w, 0)
 	w.c.Partition(0)
-	w.progress(30)
+	w.progress(20)
 	w.c.Heal(0)
 	w.c.WaitFormed()
 	w.c.StreamCurrent(w.js, jetstream.DefaultStreamName)

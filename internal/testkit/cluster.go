@@ -71,11 +71,13 @@ func (c *Cluster) URLs() string {
 }
 
 // WaitFormed waits until every running node is routed to every other
-// running one and JetStream has a meta leader.
+// running one, JetStream has a meta leader, and the leader counts every
+// running node as an online peer (else a stream with a replica per node
+// cannot be placed yet).
 func (c *Cluster) WaitFormed() {
 	c.t.Helper()
 	Eventually(c.t, "the cluster to form", func() bool {
-		running, leader := 0, false
+		running, online := 0, 0
 		for _, n := range c.Nodes {
 			if n.Server() != nil {
 				running++
@@ -89,9 +91,11 @@ func (c *Cluster) WaitFormed() {
 			if s.NumRoutes() < running-1 {
 				return false
 			}
-			leader = leader || s.JetStreamIsLeader()
+			if s.JetStreamIsLeader() {
+				online = len(s.JetStreamClusterPeers())
+			}
 		}
-		return leader
+		return online == running
 	})
 }
 

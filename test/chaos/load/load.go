@@ -21,8 +21,14 @@ import (
 	"github.com/wfpnats/wfp/test/chaos/check"
 )
 
-// Filter is the filter every caller adds: an inspection filter naming co.
+// Filter is the filter every caller adds: an inspection filter naming co,
+// or, with co empty, a block filter no callout is told about (its add
+// waits for no agent, so it shows whether the engine and the stream
+// serve, whatever the agents do).
 func Filter(key, co string) events.Filter {
+	if co == "" {
+		return events.Filter{Key: key, Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock}
+	}
 	return events.Filter{Key: key, Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection, CalloutKey: co}
 }
 
@@ -66,8 +72,8 @@ type Load struct {
 func New() *Load { return &Load{stop: make(chan struct{}), errs: map[string]int{}} }
 
 // Run starts a caller on client: adds with fresh keys to one of callouts
-// at random, and now and then a delete of a filter it added, each call
-// bounded by timeout, until Halt.
+// at random ("" for a filter naming none, see Filter), and now and then a
+// delete of a filter it added, each call bounded by timeout, until Halt.
 func (l *Load) Run(client *engine.Client, callouts []string, seed uint64, timeout time.Duration) {
 	l.wg.Go(func() {
 		r := rand.New(rand.NewPCG(seed, 12))
