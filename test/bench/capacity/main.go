@@ -416,6 +416,14 @@ func publish(js natsjs.JetStream, subj events.Subjects, callouts []string, n int
 		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}); err != nil {
 			return err
 		}
+		if i%2000 == 1999 {
+			// Let the acks catch up rather than stall the publisher.
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				return fmt.Errorf("publishing adds: no acks for a minute at %d", i)
+			}
+		}
 	}
 	select {
 	case <-js.PublishAsyncComplete():
