@@ -177,7 +177,9 @@ func newWorld(cfg config, b bins, dir string, nServers, nEngines, replicas int) 
 // connect opens a client connection to the deployment that rides through
 // server restarts.
 func (w *world) connect() (*nats.Conn, error) {
-	nc, err := nats.Connect(w.urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Name("chaos"))
+	nc, err := nats.Connect(w.urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Name("chaos"),
+		// Broken pipes while servers die are expected; nats.go would print them.
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		return nil, err
 	}
