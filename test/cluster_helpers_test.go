@@ -204,8 +204,11 @@ func (w *clusterWorld) finish() *check.Report {
 			return false
 		})
 	}
-	log := readLogRetrying(t, w.js)
-	end := log[len(log)-1].seq
+	entries, err := load.ReadLog(w.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := entries[len(entries)-1].Seq
 	var engines []check.Engine
 	for _, ce := range w.engines {
 		testkit.Eventually(t, "engine "+ce.name+" to fold the whole log", func() bool { return ce.e.Seq() >= end })
@@ -228,10 +231,6 @@ func (w *clusterWorld) finish() *check.Report {
 			held = append(held, f.ID)
 		}
 		agents = append(agents, check.Agent{Name: a.name, Callout: a.callout, Mode: a.mode, Runs: [][]check.Notice{notes}, Start: a.start, Held: held})
-	}
-	entries := make([]check.Entry, len(log))
-	for i, e := range log {
-		entries[i] = check.Entry{Seq: e.seq, Event: e.ev}
 	}
 	r := check.Verify(entries, w.load.Ops(), agents, engines)
 	t.Log(r)
@@ -260,51 +259,4 @@ func newLoad(t *testing.T) *load.Load {
 	l := load.New()
 	t.Cleanup(l.Halt)
 	return l
-}
-
-// readLogRetrying reads the whole log like readLog, but through the
-// consumer's iterator, and starts over from where it stopped when the
-// consumer fails, as a consumer on a cluster now and then does.
-func readLogRetrying(t *testing.T, js natsjs.JetStream) []logEntry {
-	t.Helper()
-	ctx := ctxT(t)
-	s, err := js.Stream(ctx, jetstream.DefaultStreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := s.CachedInfo().State.LastSeq
-	var out []logEntry
-	next := uint64(1)
-	for attempt := 0; next <= last; attempt++ {
-		if attempt == 20 {
-			t.Fatalf("reading the log: stuck at %d of %d", next, last)
-		}
-		cons, err := js.OrderedConsumer(ctx, jetstream.DefaultStreamName, natsjs.OrderedConsumerConfig{
-			DeliverPolicy: natsjs.DeliverByStartSequencePolicy, OptStartSeq: next})
-		if err != nil {
-			continue
-		}
-		// The iterator, not Consumer.Next: on a cluster, one-off fetches
-		// from an ordered consumer on another server answer "no
-		// responders" now and then (nats.go 1.55).
-		it, err := cons.Messages()
-		if err != nil {
-			continue
-		}
-		for next <= last {
-			m, err := it.Next(natsjs.NextMaxWait(5 * time.Second))
-			if err != nil {
-				break
-			}
-			meta, _ := m.Metadata()
-			ev, err := events.Decode(m.Data())
-			if err != nil {
-				ev = nil
-			}
-			out = append(out, logEntry{meta.Sequence.Stream, m.Subject(), ev})
-			next = meta.Sequence.Stream + 1
-		}
-		it.Stop()
-	}
-	return out
 }

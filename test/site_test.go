@@ -155,7 +155,10 @@ func TestSiteAgentsReadALocalMirror(t *testing.T) {
 		testkit.Eventually(t, "site agent "+a.name+" to get the last add", func() bool { return a.got(callout.AddFilter, lastID) })
 	}
 
-	log := readLog(t, hubJS)
+	entries, err := load.ReadLog(hubJS)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var ags []check.Agent
 	for _, a := range agents {
 		ags = append(ags, a.observed(co.Key))
@@ -166,10 +169,6 @@ func TestSiteAgentsReadALocalMirror(t *testing.T) {
 			fs = append(fs, f.Clone())
 		}
 	})
-	entries := make([]check.Entry, len(log))
-	for i, e := range log {
-		entries[i] = check.Entry{Seq: e.seq, Event: e.ev}
-	}
 	r := check.Verify(entries, l.Ops(), ags, []check.Engine{{Name: "hub", Seq: eng.Seq(), Filters: fs}})
 	t.Log(r)
 	for _, p := range r.Problems {

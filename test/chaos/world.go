@@ -310,7 +310,7 @@ func (w *world) finish() (*check.Report, error) {
 			return nil, fmt.Errorf("agent %s never got the last add: %w", a.name, err)
 		}
 	}
-	log, err := readLog(w.js)
+	log, err := load.ReadLog(w.js)
 	if err != nil {
 		return nil, err
 	}
@@ -385,59 +385,6 @@ func notices(file string) ([]check.Notice, error) {
 		}
 	}
 	return out, sc.Err()
-}
-
-// readLog reads the whole log, starting over where it stopped if the
-// consumer fails (a new consumer on a cluster can be briefly unreachable).
-func readLog(js natsjs.JetStream) ([]check.Entry, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := js.Stream(ctx, jetstream.DefaultStreamName)
-	if err != nil {
-		return nil, err
-	}
-	last := s.CachedInfo().State.LastSeq
-	var out []check.Entry
-	next := uint64(1)
-	var lastErr error
-	for attempt := 0; next <= last; attempt++ {
-		if attempt == 20 {
-			return nil, fmt.Errorf("reading the log: stuck at %d of %d: %v", next, last, lastErr)
-		}
-		cons, err := js.OrderedConsumer(ctx, jetstream.DefaultStreamName, natsjs.OrderedConsumerConfig{
-			DeliverPolicy: natsjs.DeliverByStartSequencePolicy, OptStartSeq: next})
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		// The iterator, not Consumer.Next: on a cluster, one-off fetches
-		// from an ordered consumer on another server answer "no
-		// responders" now and then (nats.go 1.55).
-		it, err := cons.Messages()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		for next <= last {
-			m, err := it.Next(natsjs.NextMaxWait(5 * time.Second))
-			if err != nil {
-				lastErr = err
-				break
-			}
-			meta, err := m.Metadata()
-			if err != nil {
-				break
-			}
-			ev, err := events.Decode(m.Data())
-			if err != nil {
-				ev = nil
-			}
-			out = append(out, check.Entry{Seq: meta.Sequence.Stream, Event: ev})
-			next = meta.Sequence.Stream + 1
-		}
-		it.Stop()
-	}
-	return out, nil
 }
 
 // close stops every process and connection of the world.

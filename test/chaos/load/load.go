@@ -1,7 +1,7 @@
 // Package load drives the management API the way the fault suites need:
 // callers adding filters with fresh keys and deleting their own, each
 // call's outcome recorded for package check, with the times the fault
-// suites measure failover from.
+// suites measure failover from; and reads the log back (ReadLog).
 package load
 
 import (
@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/test/chaos/check"
 )
 
@@ -220,4 +222,57 @@ func Recovery(acks []Ack, t time.Time) (anyAck, newAdd time.Duration, ok bool) {
 		return 0, 0, false
 	}
 	return firstAny.Sub(t), firstNew.Sub(t), true
+}
+
+// ReadLog reads the whole log back, in order: what every check is held
+// against. It reads through an ordered consumer's iterator (not
+// Consumer.Next: on a cluster, one-off fetches from an ordered consumer
+// placed on another server answer "no responders" now and then, nats.go
+// 1.55) and starts over where it stopped if the consumer fails.
+func ReadLog(js natsjs.JetStream) ([]check.Entry, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := js.Stream(ctx, jetstream.DefaultStreamName)
+	if err != nil {
+		return nil, err
+	}
+	last := s.CachedInfo().State.LastSeq
+	var out []check.Entry
+	next := uint64(1)
+	var lastErr error
+	for attempt := 0; next <= last; attempt++ {
+		if attempt == 20 {
+			return nil, fmt.Errorf("reading the log: stuck at %d of %d: %v", next, last, lastErr)
+		}
+		cons, err := js.OrderedConsumer(ctx, jetstream.DefaultStreamName, natsjs.OrderedConsumerConfig{
+			DeliverPolicy: natsjs.DeliverByStartSequencePolicy, OptStartSeq: next})
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		it, err := cons.Messages()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		for next <= last {
+			m, err := it.Next(natsjs.NextMaxWait(5 * time.Second))
+			if err != nil {
+				lastErr = err
+				break
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				break
+			}
+			ev, err := events.Decode(m.Data())
+			if err != nil {
+				ev = nil
+			}
+			out = append(out, check.Entry{Seq: meta.Sequence.Stream, Event: ev})
+			next = meta.Sequence.Stream + 1
+		}
+		it.Stop()
+	}
+	return out, nil
 }
