@@ -241,8 +241,14 @@ func ReadLog(js natsjs.JetStream) ([]check.Entry, error) {
 	next := uint64(1)
 	var lastErr error
 	for attempt := 0; next <= last; attempt++ {
-		if attempt == 20 {
-			return nil, fmt.Errorf("reading the log: stuck at %d of %d: %v", next, last, lastErr)
+		if attempt > 0 {
+			// A cluster that just healed can answer "temporarily
+			// unavailable" for a while: try again until the deadline.
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("reading the log: stuck at %d of %d: %v", next, last, lastErr)
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 		cons, err := js.OrderedConsumer(ctx, jetstream.DefaultStreamName, natsjs.OrderedConsumerConfig{
 			DeliverPolicy: natsjs.DeliverByStartSequencePolicy, OptStartSeq: next})
