@@ -44,8 +44,11 @@ type Config struct {
 	Logger   *slog.Logger
 	// MaxGroup caps how many queued commands one fenced write carries.
 	MaxGroup int
-	// WriteTimeout bounds one write to JetStream and one catch-up
-	// (default DefaultWriteTimeout).
+	// WriteTimeout bounds one write to JetStream, with the attempts and
+	// catch-ups it takes when the stream does not answer or another writer
+	// got there first (default DefaultWriteTimeout). Each attempt inside it
+	// is bounded by a second, so a write that meets a stream electing a
+	// new leader lands soon after the election.
 	WriteTimeout time.Duration
 	// Classifier answers classify for callout filters whose callout has
 	// registered agents. Default: ask one of those agents that serves
@@ -123,6 +126,16 @@ type Engine struct {
 	waits  *waits
 	taken  *taken // requests being answered, for Shutdown
 	subs   []*nats.Subscription
+
+	// replicated is set when the stream has more than one replica. Then
+	// a group of commands is written as one atomic batch instead of a
+	// publish chain: nats-server (2.15.2) checks a chain's
+	// Nats-Expected-Last-Msg-Id only when a replica applies the message,
+	// and a refusal there is a "critical write error" after which the
+	// stream applies nothing more: one lost fence would wedge the log. On a
+	// replicated stream an atomic batch is checked before it is proposed
+	// and costs about what a chain does (no fsync'ed staging, unlike R1).
+	replicated bool
 
 	skipped    atomic.Uint64 // log messages that were not events we act on
 	rejected   atomic.Uint64 // adds an agent refused (R7)
@@ -209,6 +222,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: stream info: %w", err)
 	}
+	e.replicated = info.Config.Replicas > 1
 	loss, err := e.checkLog(ctx, info)
 	if err != nil {
 		return nil, err
@@ -253,11 +267,20 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("engine: registering the API with the server: %w", err)
 	}
 	go e.keepForListings()
-	f, c := e.state.Len()
+	// The loop runs now and may be folding another engine's writes: read
+	// the state under its lock.
+	st := e.Stats()
 	e.log.Info("engine ready", "stream", cfg.Stream, "prefix", cfg.Prefix,
-		"seq", e.state.Seq(), "filters", f, "callouts", c, "skipped", e.skipped.Load())
+		"seq", st.Seq, "filters", st.Filters, "callouts", st.Callouts, "skipped", st.Skipped)
 	return e, nil
 }
+
+// tailHeartbeat is how often the server tells the tail it is there. Two
+// missed heartbeats make the ordered consumer start over on another
+// server; at nats.go's default (5 s) an engine whose tail sat on a dead
+// server would fold nothing, and so could not confirm a write it was not
+// acknowledged, for 10 s.
+const tailHeartbeat = time.Second
 
 // startTail opens an ordered consumer on the whole stream from the message
 // after the state's position. Its messages are folded by the writer loop (or
@@ -271,6 +294,7 @@ func (e *Engine) startTail(ctx context.Context) error {
 		return fmt.Errorf("engine: tail consumer: %w", err)
 	}
 	e.tailCtx, err = cons.Consume(e.decodeTail,
+		natsjs.PullHeartbeat(tailHeartbeat),
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
 			e.warn.warn("engine: tail consumer", "err", err)
 		}))

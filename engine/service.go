@@ -78,6 +78,11 @@ func (e *Engine) serve() error {
 			return fmt.Errorf("engine: endpoint %s: %w", ep.name, err)
 		}
 	}
+	// Once Start returns, a client on any connection must find the API:
+	// make sure the server has the subscriptions.
+	if err := e.nc.Flush(); err != nil {
+		return fmt.Errorf("engine: micro service: %w", err)
+	}
 	return nil
 }
 

@@ -137,6 +137,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// replies and deliveries and nobody else's (engine permissions).
 		nats.CustomInboxPrefix(events.Subjects{Prefix: cfg.prefix}.AgentInbox(cfg.callout, cfg.agentID)),
 		nats.MaxReconnects(-1), // ride through server restarts; the SDK resets its consumer
+		// and come back every 250 ms, not nats.go's 2 s: adds wait for
+		// this agent's answers (R7) while it is away.
+		nats.ReconnectWait(250*time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: our own Close at shutdown, nothing to warn about
 				log.Warn("disconnected", "err", err)

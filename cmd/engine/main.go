@@ -9,6 +9,7 @@
 //	engine events [--callout UUID] [--from-seq N] [--follow]
 //	engine decode               one event payload on stdin, JSON on stdout
 //	engine permissions ROLE     the NATS permissions of an agent, operator, manager or the engine
+//	engine mirror --hub-domain D  a remote site's mirror of the log
 //
 // Run any subcommand with -h for its flags.
 package main
@@ -41,6 +42,7 @@ const usage = `usage:
   engine session list [--json]
   engine events [--callout UUID] [--from-seq N] [--follow]
   engine decode < payload
+  engine mirror --hub-domain DOMAIN [--stream WFP] [--name NAME] [--replicas N]
   engine permissions agent --callout UUID --agent-id ID [--durable NAME] [--json]
   engine permissions operator|manager|engine [--json]
 Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222)
@@ -86,6 +88,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return classifyCmd(ctx, rest, stdout, stderr)
 	case "session":
 		return sessionCmd(ctx, rest, stdin, stdout, stderr)
+	case "mirror":
+		return mirrorCmd(ctx, rest, stdout, stderr)
 	case "callout", "filter":
 		if len(rest) == 0 {
 			return fmt.Errorf("%s needs a verb: add, delete or list\n%s", sub, usage)

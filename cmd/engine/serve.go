@@ -71,7 +71,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var mark engine.Mark
 	if url != "" {
 		auth.URL = url
-		c, err := auth.Connect("wfp-engine", nats.MaxReconnects(-1))
+		// Reconnect at once to another server, and every 250 ms to a lone
+		// one coming back (nats.go waits 2 s by default): while the engine
+		// is away no add is served.
+		c, err := auth.Connect("wfp-engine", nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 		if err != nil {
 			return err
 		}
