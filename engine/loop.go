@@ -34,6 +34,12 @@ type pending struct {
 	done  bool
 	evs   []*events.Event // the events of the latest attempt
 	first uint64          // the sequence evs[0] was written at (or would be)
+	// tries holds every attempt's events by the id of its first one: an
+	// attempt whose outcome was unknown may land after a later attempt
+	// was made (with fresh event ids, and fresh keys where the request
+	// left them empty). Its landing answers the command, and the fence
+	// keeps the later attempt from landing too.
+	tries map[string][]*events.Event
 }
 
 // answer replies once.
@@ -165,8 +171,10 @@ drain:
 		case p == nil || p.done:
 		case len(p.evs) <= 1:
 			p.answer([]*events.Event{d.ev}, d.seq, nil)
-		case p.evs[0].ID == d.ev.ID:
-			p.answer(p.evs, d.seq, nil)
+		default:
+			if evs, ok := p.tries[d.ev.ID]; ok {
+				p.answer(evs, d.seq, nil)
+			}
 		}
 	}
 }
@@ -312,6 +320,10 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				ov.Apply(seq+uint64(i), ev)
 			}
 			p.evs, p.first = pevs, seq
+			if p.tries == nil {
+				p.tries = make(map[string][]*events.Event, 1)
+			}
+			p.tries[pevs[0].ID] = pevs
 			msgs, evs = append(msgs, pmsgs...), append(evs, pevs...)
 			owners = append(owners, p)
 			inflight[pevs[0].ID] = p
