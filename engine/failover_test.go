@@ -34,13 +34,13 @@ func TestAddDuringLeaderElectionLands(t *testing.T) {
 	}
 	t.Cleanup(e.Close)
 	client := NewClient(nc)
-	if _, err := client.AddFilter(context.Background(), events.Filter{Name: "before", Layer: "L", Action: events.ActionBlock}); err != nil {
+	if _, err := client.AddFilter(context.Background(), events.Filter{Name: "before", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock}); err != nil {
 		t.Fatal(err)
 	}
 	c.Crash(leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	f, err := client.AddFilter(ctx, events.Filter{Name: "during the election", Layer: "L", Action: events.ActionBlock})
+	f, err := client.AddFilter(ctx, events.Filter{Name: "during the election", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock})
 	if err != nil {
 		t.Fatalf("add during the election: %v", err)
 	}
@@ -70,7 +70,7 @@ func TestCatchUpReadsBackWhenTheTailIsStuck(t *testing.T) {
 	if _, err := testkit.JetStream(t, nc).PublishMsg(context.Background(), &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header(m.Header)}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := NewClient(nc).AddFilter(context.Background(), events.Filter{Name: "f", Layer: "L", Action: events.ActionBlock})
+	f, err := NewClient(nc).AddFilter(context.Background(), events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock})
 	if err != nil {
 		t.Fatalf("add after another writer, tail stuck: %v", err)
 	}

@@ -35,7 +35,7 @@ func TestReplicatedStreamSurvivesLostFences(t *testing.T) {
 		wg.Go(func() {
 			for range 25 {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_, err := client.AddFilter(ctx, events.Filter{Name: "f", Layer: "L", Action: events.ActionBlock})
+				_, err := client.AddFilter(ctx, events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock})
 				cancel()
 				if err != nil {
 					t.Error(err)

@@ -33,7 +33,7 @@ func TestStartWhileAnotherEngineWrites(t *testing.T) {
 				// are closed with calls taken: those fail, and do not matter
 				// here; what matters is that the log moves while they start.
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_, _ = c.AddFilter(ctx, events.Filter{Name: "f", Layer: "L", Action: events.ActionBlock})
+				_, _ = c.AddFilter(ctx, events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock})
 				cancel()
 			}
 		})
