@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
 )
 
 // dispatch takes one message from the consumer and delivers what it
@@ -124,7 +124,7 @@ func (a *Agent) lastOnSubject(seq uint64) uint64 {
 // the filter subject (not a stream info or a request body), so that an
 // agent's permissions can allow it for its own callout only.
 func lastSeqOn(ctx context.Context, nc *nats.Conn, js natsjs.JetStream, stream, subject string) (uint64, error) {
-	m, err := nc.RequestWithContext(ctx, apiSubject(js, "DIRECT.GET."+stream+"."+subject), nil)
+	m, err := nc.RequestWithContext(ctx, jetstream.APISubject(js, "DIRECT.GET."+stream+"."+subject), nil)
 	if err != nil {
 		return 0, err
 	}
@@ -136,19 +136,6 @@ func lastSeqOn(ctx context.Context, nc *nats.Conn, js natsjs.JetStream, stream, 
 		return 0, fmt.Errorf("direct get of %s: no message: %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
 	}
 	return last, nil
-}
-
-// apiSubject is the JetStream API subject s under js's API prefix or
-// domain.
-func apiSubject(js natsjs.JetStream, s string) string {
-	o := js.Options()
-	switch {
-	case o.APIPrefix != "":
-		return strings.TrimSuffix(o.APIPrefix, ".") + "." + s
-	case o.Domain != "":
-		return "$JS." + o.Domain + ".API." + s
-	}
-	return natsjs.DefaultAPIPrefix + s
 }
 
 // process decodes the event and calls the handler. ok is false only when

@@ -64,10 +64,11 @@ func (e *Engine) checkLog(ctx context.Context, info *natsjs.StreamInfo) (*logLos
 	// A log cut short may keep its last sequence (the server trusts its
 	// own index) and lose the messages: the last acknowledged one must be
 	// there, unless it is a delete compaction may remove.
+	// Asked of the stream's leader: a lagging replica would not have it.
 	if !m.Removable && m.Seq > 0 && m.Seq == l.last {
-		_, err := e.stream.GetMsg(ctx, m.Seq)
+		seq, _, err := jetstream.LeaderGet(ctx, e.js, e.cfg.Stream, m.Seq)
 		switch {
-		case errors.Is(err, natsjs.ErrMsgNotFound):
+		case errors.Is(err, jetstream.ErrNoMessage), err == nil && seq != m.Seq:
 			l.missing = true
 		case err != nil:
 			return nil, fmt.Errorf("engine: reading the last acknowledged event: %w", err)

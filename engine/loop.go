@@ -421,6 +421,18 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				continue
 			}
 		}
+		if target < base && e.replicated {
+			// A replicated stream's answer can come from a replica that
+			// has not caught up, or a leader cut off by a partition that
+			// has not stepped down yet: not proof that the log shrank.
+			// Try again; the fence keeps every attempt from landing at a
+			// sequence this engine has folded. (A restart still checks
+			// the log against the high-water mark.)
+			e.warn.warn("engine: the stream reports a shorter log than this engine has folded (a replica behind, or a partition); trying again",
+				"streamLast", target, "folded", base)
+			pause()
+			continue
+		}
 		if target < base {
 			// The log is shorter than what this engine has folded: it
 			// lost its end under a running engine (a server restarted on

@@ -7,9 +7,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/projection"
 )
 
@@ -111,16 +112,46 @@ func (e *Engine) waitFolded(ctx context.Context, seq uint64) error {
 }
 
 // nothingStored reports whether the stream holds no message from
-// sequence from through to.
+// sequence from through to. The stream's leader answers, and only an
+// answer from a node that has the log up to to counts: a replica that
+// lags behind, or a leader cut off by a partition that has not stepped
+// down yet, would report messages it has not received as missing, and
+// the state would skip them for good. On a replicated stream two such
+// answers, a probe apart, are needed.
 func (e *Engine) nothingStored(ctx context.Context, from, to uint64) (bool, error) {
-	m, err := e.stream.GetMsg(ctx, from, natsjs.WithGetMsgSubject(">"))
-	switch {
-	case errors.Is(err, natsjs.ErrMsgNotFound):
-		return true, nil
-	case err != nil:
-		return false, err
+	for i := range e.confirmations() {
+		if i > 0 {
+			select {
+			case <-time.After(gapProbe):
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+		}
+		last, err := e.lastSeq(ctx)
+		if err != nil {
+			return false, err
+		}
+		if last < to {
+			return false, nil // this answer comes from a node behind the log
+		}
+		seq, _, err := jetstream.LeaderGet(ctx, e.js, e.cfg.Stream, from)
+		switch {
+		case errors.Is(err, jetstream.ErrNoMessage):
+		case err != nil:
+			return false, err
+		case seq <= to:
+			return false, nil
+		}
 	}
-	return m.Sequence > to, nil
+	return true, nil
+}
+
+// confirmations is how many consistent answers nothingStored needs.
+func (e *Engine) confirmations() int {
+	if e.replicated {
+		return 2
+	}
+	return 1
 }
 
 func (e *Engine) getFilter(ctx context.Context, data []byte) (any, error) {
