@@ -212,7 +212,6 @@ func (e *Engine) classifyHandler(req micro.Request) {
 	}
 	e.classifying <- struct{}{}
 	e.taken.add()
-	reply := req.Reply()
 	go func() {
 		defer func() { <-e.classifying; e.taken.done() }()
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultClassifyTimeout)
@@ -224,10 +223,10 @@ func (e *Engine) classifyHandler(req micro.Request) {
 			resp, err = e.Classify(ctx, r)
 		}
 		if err != nil {
-			e.publishReply(reply, errorMsg(err))
+			answer(req, errorMsg(err))
 			return
 		}
-		e.publishReply(reply, jsonMsg(resp))
+		answer(req, jsonMsg(resp))
 	}()
 }
 
