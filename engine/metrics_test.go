@@ -7,66 +7,15 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
 )
-
-// gather collects c through a pedantic registry (which checks that what
-// it collects is what it describes) and returns the metrics by name.
-func gather(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*dto.MetricFamily{}
-	for _, mf := range mfs {
-		out[mf.GetName()] = mf
-	}
-	return out
-}
-
-// value is the value of the metric of family name whose labels include
-// labels (name=value pairs): a counter's or gauge's value, a histogram's
-// sample count. -1 when there is none.
-func value(mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	mf := mfs[name]
-	if mf == nil {
-		return -1
-	}
-next:
-	for _, m := range mf.Metric {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, l := range m.Label {
-				found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	return -1
-}
 
 // The engine's collector exposes its counters, the API's requests and
 // refusals and its histograms, each moving with what the engine does.
 func TestCollector(t *testing.T) {
 	w := newAgentWorld(t)
-	before := gather(t, w.e.Collector())
+	before := testkit.Gather(t, w.e.Collector())
 	w.agent(w.c1, "strict", "refuse")
 	c := w.c
 	ctx := ctx(t)
@@ -84,7 +33,7 @@ func TestCollector(t *testing.T) {
 	if err := c.DeleteFilter(ctx, FilterRef{FilterID: ok.ID}); !errors.Is(err, ErrFilterNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
-	m := gather(t, w.e.Collector())
+	m := testkit.Gather(t, w.e.Collector())
 
 	for _, want := range []struct {
 		name   string
@@ -99,7 +48,7 @@ func TestCollector(t *testing.T) {
 		// Two adds, the take-back of the refused one and the delete; the
 		// world's two callouts were written before.
 		{"wfp_engine_events_written_total", nil, 6},
-		{"wfp_engine_write_duration_seconds", nil, value(before, "wfp_engine_write_duration_seconds") + 3},
+		{"wfp_engine_write_duration_seconds", nil, before.Value("wfp_engine_write_duration_seconds") + 3},
 		{"wfp_engine_notify_wait_seconds", []string{"outcome", "accepted"}, 1},
 		{"wfp_engine_notify_wait_seconds", []string{"outcome", "refused"}, 1},
 		{"wfp_engine_adds_taken_back_total", []string{"reason", "refused"}, 1},
@@ -111,11 +60,11 @@ func TestCollector(t *testing.T) {
 		{"wfp_engine_callouts", nil, 2},
 		{"wfp_engine_write_fence_retries_total", nil, 0},
 	} {
-		if got := value(m, want.name, want.labels...); got != want.value {
+		if got := m.Value(want.name, want.labels...); got != want.value {
 			t.Errorf("%s%v = %v, want %v", want.name, want.labels, got, want.value)
 		}
 	}
-	if got := value(m, "wfp_engine_agents", "callout", w.c2); got != -1 {
+	if got := m.Value("wfp_engine_agents", "callout", w.c2); got != -1 {
 		t.Errorf("agents of a callout with none: %v", got)
 	}
 }
@@ -141,16 +90,16 @@ func TestCollectorCountsFenceRetries(t *testing.T) {
 		wg.Wait()
 	}
 	for i, e := range engines {
-		m := gather(t, e.Collector())
+		m := testkit.Gather(t, e.Collector())
 		st := e.Stats()
-		if got := value(m, "wfp_engine_write_fence_retries_total"); got != float64(st.Fenced) {
+		if got := m.Value("wfp_engine_write_fence_retries_total"); got != float64(st.Fenced) {
 			t.Errorf("engine %d: fence retries %v, Stats().Fenced %d", i, got, st.Fenced)
 		}
-		if got := value(m, "wfp_engine_events_written_total"); got != float64(st.Written) || got == 0 {
+		if got := m.Value("wfp_engine_events_written_total"); got != float64(st.Written) || got == 0 {
 			t.Errorf("engine %d: events written %v, Stats().Written %d", i, got, st.Written)
 		}
 	}
-	if !strings.HasPrefix(gather(t, engines[0].Collector())["wfp_engine_write_fence_retries_total"].GetHelp(), "Writes refused by the fence") {
+	if !strings.HasPrefix(testkit.Gather(t, engines[0].Collector())["wfp_engine_write_fence_retries_total"].GetHelp(), "Writes refused by the fence") {
 		t.Fatal("fence retries without their help text")
 	}
 }
