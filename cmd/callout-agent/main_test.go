@@ -69,7 +69,7 @@ func TestBinary(t *testing.T) {
 		p.stop(t, syscall.SIGINT)
 	})
 
-	t.Run("bad flags exit 1 with a message", func(t *testing.T) {
+	t.Run("bad flags exit 2 with one line and a hint", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"--no-such-flag"},
 			{},
@@ -80,8 +80,9 @@ func TestBinary(t *testing.T) {
 			{"--callout", uuid.NewString(), "--agent-id", "a.b"},
 		} {
 			code, stderr := runOnce(t, bin, args...)
-			if code != 1 || len(bytes.TrimSpace(stderr)) == 0 {
-				t.Errorf("%q: exit %d, stderr %q; want 1 and a message", args, code, stderr)
+			lines := strings.Split(strings.TrimSpace(string(stderr)), "\n")
+			if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "callout-agent: ") || lines[1] != "run 'callout-agent --help'" {
+				t.Errorf("%q: exit %d, stderr %q; want 2, one line and the hint", args, code, stderr)
 			}
 		}
 	})
