@@ -69,6 +69,49 @@ func TestBinary(t *testing.T) {
 		p.stop(t, syscall.SIGINT)
 	})
 
+	t.Run("--help lists every flag and exits 0; --version too", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, "--help")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil || stderr.Len() != 0 || !strings.HasPrefix(stdout.String(), "callout-agent: ") {
+			t.Fatalf("--help: %v\n%s%s", err, stdout.String(), stderr.String())
+		}
+		for _, f := range []string{"callout", "mode", "durable", "agent-id", "reject-adds", "post-commit", "stream", "prefix",
+			"metrics-addr", "log-level", "log-format", "server", "creds", "nkey", "user", "password-file", "token-file",
+			"tlsca", "tlscert", "tlskey"} {
+			if !strings.Contains(stdout.String(), "\n  --"+f+" ") && !strings.Contains(stdout.String(), "\n  --"+f+"\n") {
+				t.Errorf("--help does not describe --%s", f)
+			}
+		}
+		out, err := exec.Command(bin, "--version").Output()
+		if err != nil || !regexp.MustCompile(`^callout-agent \S.*\n$`).Match(out) {
+			t.Fatalf("--version: %q (%v)", out, err)
+		}
+	})
+
+	t.Run("--log-format json --log-level debug: every log line a JSON object", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		p := startAgent(t, bin, "--callout", ck, "--server", e.srv.ClientURL(), "--log-format", "json", "--log-level", "debug")
+		p.expect(t, line{Notify: "synced"})
+		f := e.add(ck)
+		p.expect(t, line{Notify: "add", FilterKey: f.Key, FilterID: f.ID})
+		e.del(f)
+		p.expect(t, line{Notify: "delete", FilterKey: f.Key, FilterID: f.ID, HadContext: true})
+		p.stop(t, syscall.SIGTERM)
+		levels := map[string]bool{}
+		for _, l := range strings.Split(strings.TrimSpace(p.stderr.String()), "\n") {
+			var rec struct{ Level, Msg string }
+			if err := json.Unmarshal([]byte(l), &rec); err != nil || rec.Msg == "" {
+				t.Fatalf("log line %q is not a JSON record (%v)", l, err)
+			}
+			levels[rec.Level] = true
+		}
+		if !levels["DEBUG"] || !levels["INFO"] {
+			t.Fatalf("levels logged: %v; want DEBUG (the freed context) and INFO", levels)
+		}
+	})
+
 	t.Run("bad flags exit 2 with one line and a hint", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"--no-such-flag"},
