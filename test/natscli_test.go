@@ -156,4 +156,11 @@ func TestNatsMicroStatsCountsRefusalsAndAgentWaits(t *testing.T) {
 	if st.NumRequests != 3 || st.NumErrors != 2 || st.ProcessingTime < waited {
 		t.Fatalf("filter-add: %+v; want 3 requests, 2 errors, and at least the %v the agent held the add", st, waited)
 	}
+	// info and the stats table read the same service.
+	if out := natsCLI(t, url, "micro", "info", engine.ServiceName); !strings.Contains(out, "wfp.api.callout.get") {
+		t.Fatalf("nats micro info does not list callout.get:\n%s", out)
+	}
+	if out := natsCLI(t, url, "micro", "stats", engine.ServiceName); !strings.Contains(out, "filter-add") {
+		t.Fatalf("nats micro stats:\n%s", out)
+	}
 }
