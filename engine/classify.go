@@ -223,10 +223,10 @@ func (e *Engine) classifyHandler(req micro.Request) {
 			resp, err = e.Classify(ctx, r)
 		}
 		if err != nil {
-			answer(req, errorMsg(err))
+			respondMsg(req, errorMsg(err))
 			return
 		}
-		answer(req, jsonMsg(resp))
+		respondMsg(req, jsonMsg(resp))
 	}()
 }
 

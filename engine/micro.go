@@ -269,6 +269,6 @@ func (r *apiRequest) Headers() micro.Headers { return micro.Headers(r.msg.Header
 func (r *apiRequest) Subject() string        { return r.msg.Subject }
 func (r *apiRequest) Reply() string          { return r.msg.Reply }
 
-// answer sends m as the answer to req, which the engine's service made,
-// from any goroutine.
-func answer(req micro.Request, m *nats.Msg) { _ = req.(*apiRequest).answer(m) }
+// respondMsg sends m as the answer to req, which the engine's service
+// made, from any goroutine.
+func respondMsg(req micro.Request, m *nats.Msg) { _ = req.(*apiRequest).answer(m) }

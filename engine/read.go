@@ -33,10 +33,10 @@ func (e *Engine) read(fn func(ctx context.Context, data []byte) (any, error)) mi
 			defer cancel()
 			v, err := fn(ctx, data)
 			if err != nil {
-				answer(req, errorMsg(err))
+				respondMsg(req, errorMsg(err))
 				return
 			}
-			answer(req, jsonMsg(v))
+			respondMsg(req, jsonMsg(v))
 		}()
 	}
 }

@@ -111,15 +111,15 @@ func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
 		// The answer comes from the writer loop after this handler has
 		// returned (micro.go: the request is counted then).
 		e.taken.add()
-		reply := func(m *nats.Msg) {
-			answer(req, m)
+		answer := func(m *nats.Msg) {
+			respondMsg(req, m)
 			e.taken.done()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
 		defer cancel()
 		err = e.enqueue(ctx, cmd, func(evs []*events.Event, seq uint64, err error) {
 			if err != nil {
-				reply(errorMsg(err))
+				answer(errorMsg(err))
 				return
 			}
 			e.metrics.writes.Observe(time.Since(start).Seconds())
@@ -127,26 +127,26 @@ func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
 			case addFilter:
 				f := evs[0].Filter
 				if f.CalloutKey == "" || len(e.agents.forCallout(f.CalloutKey)) == 0 {
-					reply(jsonMsg(FilterResponse{Filter: f, Seq: seq}))
+					answer(jsonMsg(FilterResponse{Filter: f, Seq: seq}))
 					return
 				}
 				// R7: wait for the callout's agents off the writer loop.
 				go func() {
 					if rej := e.confirm(evs[0].Filter, cmd.notifyTimeout); rej != nil {
-						reply(errorMsg(rej.err()))
+						answer(errorMsg(rej.err()))
 						return
 					}
-					reply(jsonMsg(FilterResponse{Filter: evs[0].Filter, Seq: seq}))
+					answer(jsonMsg(FilterResponse{Filter: evs[0].Filter, Seq: seq}))
 				}()
 			case transaction:
 				go func() {
 					rejected := e.confirmTx(evs, cmd.notifyTimeout)
-					reply(jsonMsg(TxResponse{FirstSeq: seq, Events: evs, Rejected: rejected}))
+					answer(jsonMsg(TxResponse{FirstSeq: seq, Events: evs, Rejected: rejected}))
 				}()
 			case addCallout:
-				reply(jsonMsg(CalloutResponse{Callout: evs[0].Callout, Seq: seq}))
+				answer(jsonMsg(CalloutResponse{Callout: evs[0].Callout, Seq: seq}))
 			default:
-				reply(jsonMsg(DeleteResponse{Seq: seq}))
+				answer(jsonMsg(DeleteResponse{Seq: seq}))
 			}
 		})
 		if err != nil {

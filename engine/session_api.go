@@ -101,9 +101,9 @@ func (e *Engine) answerAsync(req micro.Request, do func(ctx context.Context) any
 		defer cancel()
 		switch v := do(ctx).(type) {
 		case error:
-			answer(req, errorMsg(v))
+			respondMsg(req, errorMsg(v))
 		default:
-			answer(req, jsonMsg(v))
+			respondMsg(req, jsonMsg(v))
 		}
 	}()
 }
