@@ -36,9 +36,9 @@ type apiService struct {
 	id          micro.ServiceIdentity
 	description string
 	started     time.Time
-	// publish sends an answer; it reports false when it had to send an
-	// error instead (Engine.publishReply).
-	publish func(subject string, m *nats.Msg) bool
+	// publish sends an answer; when it cannot, it calls failed and then
+	// sends an error instead, and reports false (Engine.publishReply).
+	publish func(subject string, m *nats.Msg, failed func()) bool
 	// answered is told of every answer sent, for the metrics.
 	answered func(endpoint, code string, took time.Duration)
 
@@ -61,7 +61,7 @@ type apiEndpoint struct {
 	byCode     map[string]uint64 // refusals by error code
 }
 
-func newAPIService(nc *nats.Conn, cfg micro.Config, publish func(string, *nats.Msg) bool, answered func(endpoint, code string, took time.Duration)) *apiService {
+func newAPIService(nc *nats.Conn, cfg micro.Config, publish func(string, *nats.Msg, func()) bool, answered func(endpoint, code string, took time.Duration)) *apiService {
 	md := maps.Clone(cfg.Metadata)
 	if md == nil {
 		md = map[string]string{}
@@ -183,6 +183,20 @@ func (ep *apiEndpoint) count(code, description string, took time.Duration) {
 	}
 }
 
+// recount makes an answer counted under code from one that counts under
+// code to: it was replaced by an error before it went out.
+func (ep *apiEndpoint) recount(from, to, description string) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if from == "" {
+		ep.errors++
+	} else {
+		ep.byCode[from]--
+	}
+	ep.byCode[to]++
+	ep.lastError = to + ":" + description
+}
+
 // stop drains the subscriptions: requests already delivered are still
 // handled, no new one arrives.
 func (s *apiService) stop() error {
@@ -214,23 +228,26 @@ type apiRequest struct {
 
 var errAnswered = errors.New("engine: request answered already")
 
-// answer sends m as the answer and counts the request.
+// answer sends m as the answer and counts the request, before it goes
+// out: whoever got the answer finds it counted.
 func (r *apiRequest) answer(m *nats.Msg) error {
 	if !r.sent.CompareAndSwap(false, true) {
 		return errAnswered
 	}
 	code, desc := m.Header.Get(micro.ErrorCodeHeader), m.Header.Get(micro.ErrorHeader)
-	var err error
-	if !r.svc.publish(r.msg.Reply, m) {
-		code, desc = string(CodeInternal), "the answer could not be sent"
-		err = errors.New("engine: " + desc)
-	}
 	took := time.Since(r.start)
 	r.ep.count(code, desc, took)
 	if r.svc.answered != nil {
 		r.svc.answered(r.ep.name, code, took)
 	}
-	return err
+	ok := r.svc.publish(r.msg.Reply, m, func() {
+		// Nothing went out: an error answer will, and counts instead.
+		r.ep.recount(code, string(CodeInternal), "the answer could not be sent")
+	})
+	if !ok {
+		return errors.New("engine: the answer could not be sent")
+	}
+	return nil
 }
 
 func (r *apiRequest) Respond(data []byte, opts ...micro.RespondOpt) error {

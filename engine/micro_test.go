@@ -141,7 +141,7 @@ func TestMicroDiscovery(t *testing.T) {
 // A request is answered, and counted, once: a second answer is refused.
 func TestAPIRequestAnswersOnce(t *testing.T) {
 	var sent int
-	svc := &apiService{publish: func(string, *nats.Msg) bool { sent++; return true }}
+	svc := &apiService{publish: func(string, *nats.Msg, func()) bool { sent++; return true }}
 	ep := &apiEndpoint{name: "x", byCode: map[string]uint64{}}
 	r := &apiRequest{msg: &nats.Msg{Reply: "_INBOX.x"}, ep: ep, svc: svc, start: time.Now()}
 	if err := r.Error(string(CodeInUse), "in use", nil); err != nil {
@@ -152,5 +152,31 @@ func TestAPIRequestAnswersOnce(t *testing.T) {
 	}
 	if st := ep.stats(); sent != 1 || st.NumRequests != 1 || st.NumErrors != 1 || st.LastError != "FWP_E_IN_USE:in use" {
 		t.Fatalf("sent %d, stats %+v", sent, st)
+	}
+}
+
+// A request is counted before its answer goes out, so whoever got the
+// answer and then asks for the stats finds it counted; an answer that
+// cannot go out is counted as the error sent instead.
+func TestAPIRequestCountedBeforeItsAnswerGoesOut(t *testing.T) {
+	ep := &apiEndpoint{name: "x", byCode: map[string]uint64{}}
+	var atPublish []*micro.EndpointStats
+	svc := &apiService{publish: func(_ string, m *nats.Msg, failed func()) bool {
+		atPublish = append(atPublish, ep.stats())
+		if len(m.Data) > 3 { // too large: nothing goes out, an error does
+			failed()
+			atPublish = append(atPublish, ep.stats())
+			return false
+		}
+		return true
+	}}
+	for _, data := range []string{"{}", "{\"big\":1}"} {
+		r := &apiRequest{msg: &nats.Msg{Reply: "_INBOX.x"}, ep: ep, svc: svc, start: time.Now()}
+		_ = r.Respond([]byte(data))
+	}
+	if len(atPublish) != 3 || atPublish[0].NumRequests != 1 || atPublish[0].NumErrors != 0 ||
+		atPublish[1].NumRequests != 2 || atPublish[2].NumErrors != 1 || atPublish[2].LastError != "FWP_E_INTERNAL:the answer could not be sent" ||
+		ep.refusals()[string(CodeInternal)] != 1 {
+		t.Fatalf("stats as each answer went out: %+v %+v; refusals %v", atPublish[0], atPublish[len(atPublish)-1], ep.refusals())
 	}
 }

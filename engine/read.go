@@ -182,8 +182,9 @@ func (e *Engine) getCallout(ctx context.Context, data []byte) (any, error) {
 // publishReply answers a request on its reply subject. An answer the
 // server would refuse (larger than its max payload) or that cannot be
 // sent is logged and replaced by an error the caller can read, instead of
-// leaving the caller to time out; then it reports false.
-func (e *Engine) publishReply(subject string, m *nats.Msg) bool {
+// leaving the caller to time out: then it calls failed before it sends
+// the error, and reports false.
+func (e *Engine) publishReply(subject string, m *nats.Msg, failed func()) bool {
 	if subject == "" {
 		return true // a publish without a reply subject asked for no answer
 	}
@@ -193,6 +194,7 @@ func (e *Engine) publishReply(subject string, m *nats.Msg) bool {
 		return true
 	}
 	e.log.Error("engine: an answer could not be sent; answering with an error instead", "subject", subject, "err", err)
+	failed()
 	fail := errorMsg(errorf(CodeInternal, "the engine could not send its answer (%v); a write was carried out even so: list to see its outcome", err))
 	fail.Subject = subject
 	if err := e.nc.PublishMsg(fail); err != nil {
