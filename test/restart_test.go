@@ -66,6 +66,10 @@ func runEngineWith(t *testing.T, env []string, args ...string) *engineProc {
 			}
 			if regexp.MustCompile(`msg="engine ready"`).MatchString(sc.Text()) {
 				ready <- nil
+				// The scanner may hold lines read past this one.
+				for sc.Scan() {
+					p.log.Write([]byte(sc.Text() + "\n"))
+				}
 				_, _ = io.Copy(p.log, stderr)
 				return
 			}
