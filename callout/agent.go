@@ -14,6 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/progress"
 )
 
 // apiTimeout bounds the JetStream API calls the agent makes on its own,
@@ -63,6 +64,7 @@ type Agent struct {
 	// holdTimeout bounds the wait for the rest of an incomplete
 	// transaction (txHoldTimeout when registered).
 	holdTimeout time.Duration
+	started     time.Time // when Register began, for the synced line
 
 	// Owned by the notify goroutine.
 	lastSeq   uint64     // durable: last stream sequence handled and acked
@@ -133,6 +135,7 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		done:        make(chan struct{}),
 		holdTimeout: txHoldTimeout,
 		classifier:  o.classifier,
+		started:     time.Now(),
 	}
 	if c, ok := h.(Classifier); ok && a.classifier == nil {
 		a.classifier = c
@@ -189,9 +192,21 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 	}
 	if !a.snap.active {
 		a.markSynced()
+	} else {
+		go a.logReplay()
 	}
 	go a.run()
 	return a, nil
+}
+
+// logReplay logs how far a long replay is until it has synced.
+func (a *Agent) logReplay() {
+	stop := progress.Start(a.log, "replaying", a.n.snapSize.Load(), a.o.progressInterval, a.n.snapDone.Load)
+	defer stop()
+	select {
+	case <-a.synced:
+	case <-a.done:
+	}
 }
 
 // ID is the agent's id, as announced to engines.
@@ -227,12 +242,17 @@ func (a *Agent) open(ctx context.Context) error {
 	}
 	d.resume = func() uint64 { return max(first, a.lastSeq+1) }
 	a.src = d
-	if a.o.mode == Replay {
-		// NumPending at creation is the snapshot: the last message of
-		// each filter subject of the callout.
-		a.snap = snapshot{active: info.NumPending > 0, left: info.NumPending, gen: d.gen}
+	a.n.position.Store(first - 1)
+	if a.o.mode != Replay {
+		a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "resumeAt", first)
+		return nil
 	}
-	a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "resumeAt", first, "snapshot", a.snap.left)
+	// NumPending at creation is the snapshot: the last message of each
+	// filter subject of the callout, a filter's add or the tombstone of
+	// its delete. Which is which is known once they are read (synced).
+	a.snap = snapshot{active: info.NumPending > 0, left: info.NumPending, gen: d.gen}
+	a.n.snapSize.Store(info.NumPending)
+	a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "snapshotMessages", info.NumPending)
 	return nil
 }
 
@@ -274,6 +294,9 @@ func (a *Agent) Stats() Stats {
 		LogLoss:        a.n.logLoss.Load(),
 		Held:           a.filters.len(),
 		HeldTxParts:    int(a.n.heldTxParts.Load()),
+		Position:       a.n.position.Load(),
+		SnapshotDone:   a.n.snapDone.Load(),
+		SnapshotSize:   a.n.snapSize.Load(),
 	}
 }
 

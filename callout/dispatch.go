@@ -89,6 +89,7 @@ func (a *Agent) deliver(u unit) bool {
 	}
 	last := u.items[len(u.items)-1]
 	a.lastSeq = last.seq
+	a.n.position.Store(max(a.n.position.Load(), last.seq))
 	if a.durable {
 		a.ack(last.msg)
 		a.lastAcked = last.msg
@@ -97,9 +98,16 @@ func (a *Agent) deliver(u unit) bool {
 		a.n.transactions.Add(1)
 	}
 	for _, it := range u.items {
-		if it.initial && a.snap.advance(it.seq) {
+		if !it.initial {
+			continue
+		}
+		a.n.snapDone.Add(1)
+		if a.snap.advance(it.seq) {
 			a.asm.broken = a.snap.lastTx
-			a.log.Info("synced")
+			// Now the snapshot's messages are known for what they are:
+			// filters held, and tombstones of filters deleted before.
+			a.log.Info("synced", "filters", a.filters.len(), "tombstones", a.n.tombstones.Load(),
+				"refused", a.n.refused.Load(), "skipped", a.n.skipped.Load(), "took", time.Since(a.started).Round(time.Millisecond))
 			a.markSynced()
 		}
 	}

@@ -56,4 +56,8 @@
 // also across a durable agent's restart; an agent registered
 // WithPostCommit then gets AddFilterPostCommit for each of them it holds
 // (R8).
+//
+// Agent.Stats are the agent's counters; Agent.Collector exposes them, with
+// its position and lag, as Prometheus metrics (the SDK registers nothing
+// by itself). A long replay logs its progress (WithProgressInterval).
 package callout

@@ -249,7 +249,6 @@ func (e *Engine) classifyHandler(req micro.Request) {
 	}
 	e.classifying <- struct{}{}
 	e.taken.add()
-	reply := req.Reply()
 	go func() {
 		defer func() { <-e.classifying; e.taken.done() }()
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultClassifyTimeout)
@@ -261,10 +260,10 @@ func (e *Engine) classifyHandler(req micro.Request) {
 			resp, err = e.Classify(ctx, r)
 		}
 		if err != nil {
-			e.publishReply(reply, errorMsg(err))
+			respondMsg(req, errorMsg(err))
 			return
 		}
-		e.publishReply(reply, jsonMsg(resp))
+		respondMsg(req, jsonMsg(resp))
 	}()
 }
 

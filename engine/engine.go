@@ -22,9 +22,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/wfpnats/wfp/events"
+	progresslog "github.com/wfpnats/wfp/internal/progress"
 	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/projection"
 )
@@ -66,6 +66,9 @@ type Config struct {
 	// log's sequence past what was lost, so no id is given twice. Without
 	// it such an engine refuses writes with ErrLogLoss.
 	AcceptLogLoss bool
+	// ProgressInterval is how often a long rebuild of the state from the
+	// log logs how far it is (default 5s; negative: never).
+	ProgressInterval time.Duration
 	// StaleReads drops the read barrier: lists and gets answer from the
 	// state as it is, which may miss writes another engine acknowledged a
 	// moment ago. For measuring what the barrier costs; see read.go.
@@ -98,6 +101,9 @@ func (c Config) withDefaults() Config {
 	if c.clock == nil {
 		c.clock = time.Now
 	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = progresslog.DefaultInterval
+	}
 	return c
 }
 
@@ -120,7 +126,8 @@ type Engine struct {
 	// for it (read.go).
 	progress *progress
 	tailCtx  natsjs.ConsumeContext
-	svc      micro.Service
+	svc      *apiService
+	metrics  *metrics
 
 	agents *registry
 	waits  *waits
@@ -207,6 +214,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		agents:   newRegistry(),
 		waits:    newWaits(),
 		taken:    newTaken(),
+		metrics:  newMetrics(),
 		cmds:     make(chan *request, 4*cfg.MaxGroup),
 		tail:     make(chan tailMsg, 4096),
 		loopDone: make(chan struct{}),
@@ -241,7 +249,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	// Rebuild: fold until we have seen the log's last message as of now.
-	if err := e.catchUp(ctx, info.State.LastSeq, nil); err != nil {
+	rebuild := time.Now()
+	stopProgress := progresslog.Start(e.log, "engine: rebuilding state from the log", info.State.LastSeq, cfg.ProgressInterval, e.folded.Load)
+	err = e.catchUp(ctx, info.State.LastSeq, nil)
+	stopProgress()
+	if err != nil {
 		e.tailCtx.Stop()
 		return nil, fmt.Errorf("engine: rebuilding state from the log: %w", err)
 	}
@@ -271,7 +283,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	// the state under its lock.
 	st := e.Stats()
 	e.log.Info("engine ready", "stream", cfg.Stream, "prefix", cfg.Prefix,
-		"seq", st.Seq, "filters", st.Filters, "callouts", st.Callouts, "skipped", st.Skipped)
+		"seq", st.Seq, "filters", st.Filters, "callouts", st.Callouts, "skipped", st.Skipped,
+		"rebuild", time.Since(rebuild).Round(time.Millisecond))
 	return e, nil
 }
 
@@ -310,7 +323,7 @@ func (e *Engine) startTail(ctx context.Context) error {
 func (e *Engine) Close() {
 	e.closed.Do(func() {
 		if e.svc != nil {
-			_ = e.svc.Stop()
+			_ = e.svc.stop()
 		}
 		for _, s := range e.subs {
 			_ = s.Unsubscribe()
