@@ -231,7 +231,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("engine: stream info: %w", err)
 	}
 	e.replicated = info.Config.Replicas > 1
-	loss, err := e.checkLog(ctx, info)
+	loss, err := e.checkLog(ctx)
 	if err != nil {
 		return nil, err
 	}

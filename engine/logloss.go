@@ -52,13 +52,23 @@ func (l logLoss) refusal() *Error {
 
 // checkLog compares the log with the mark. It returns nil if nothing is
 // lost, or if the engine keeps no mark.
-func (e *Engine) checkLog(ctx context.Context, info *natsjs.StreamInfo) (*logLoss, error) {
+//
+// The mark is read first, the log's end after it: a mark is raised only
+// once its write is in the log, so a log read later always reaches it
+// unless something was lost. Read the other way round, another engine
+// sharing the mark (KVMark) may write and raise it in between, and a
+// healthy log would look short.
+func (e *Engine) checkLog(ctx context.Context) (*logLoss, error) {
 	if e.cfg.Mark == nil {
 		return nil, nil
 	}
 	m, err := e.cfg.Mark.Load(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("engine: high-water mark: %w", err)
+	}
+	info, err := e.stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("engine: stream info: %w", err)
 	}
 	l := logLoss{last: info.State.LastSeq, mark: m.Seq, where: e.cfg.Mark.String()}
 	// A log cut short may keep its last sequence (the server trusts its
