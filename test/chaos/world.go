@@ -80,27 +80,58 @@ const callTimeout = 8 * time.Second
 // again after a fault.
 const measureWithin = 45 * time.Second
 
-// newWorld starts nServers nats-servers (a cluster if more than one),
-// nEngines engines serving the log at the given replicas, two callouts
-// with some history, and a live, a replay and a durable agent for each.
-func newWorld(cfg config, b bins, dir string, nServers, nEngines, replicas int) (*world, error) {
-	w := &world{cfg: cfg, bins: b, dir: dir, replicas: replicas, load: load.New()}
+// startServers writes the servers' configurations under dir, starts
+// them and waits until JetStream answers on each.
+func (w *world) startServers(dir string, n int) error {
 	var err error
-	if w.servers, err = newServers(b.server, dir, nServers); err != nil {
-		return w, err
+	if err = os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if w.servers, err = newServers(w.bins.server, dir, n); err != nil {
+		return err
 	}
 	var urls []string
 	for _, s := range w.servers {
 		if err := s.start(); err != nil {
-			return w, err
+			return err
 		}
 		urls = append(urls, s.url())
 	}
 	w.urls = strings.Join(urls, ",")
 	for _, s := range w.servers {
 		if err := s.ready(60 * time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firstLine is the first line of err's text.
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
+}
+
+// newWorld starts nServers nats-servers (a cluster if more than one),
+// nEngines engines serving the log at the given replicas, two callouts
+// with some history, and a live, a replay and a durable agent for each.
+func newWorld(cfg config, b bins, dir string, nServers, nEngines, replicas int) (*world, error) {
+	w := &world{cfg: cfg, bins: b, dir: dir, replicas: replicas, load: load.New()}
+	var err error
+	// A cluster that does not form (a port taken between picking and
+	// binding it, a meta leader that is not elected) is started again on
+	// fresh ports: that is the harness's trouble, not the system's.
+	for attempt := 1; ; attempt++ {
+		if err = w.startServers(filepath.Join(dir, fmt.Sprint("servers-", attempt)), nServers); err == nil {
+			break
+		}
+		for _, s := range w.servers {
+			s.kill()
+		}
+		if attempt == 3 {
 			return w, err
 		}
+		fmt.Fprintf(cfg.log, "    the servers did not come up (%v); starting them again\n", firstLine(err))
 	}
 	if w.nc, err = w.connect(); err != nil {
 		return w, err
