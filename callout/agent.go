@@ -15,6 +15,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/progress"
 )
 
 // apiTimeout bounds the JetStream API calls the agent makes on its own,
@@ -64,6 +65,7 @@ type Agent struct {
 	// holdTimeout bounds the wait for the rest of an incomplete
 	// transaction (txHoldTimeout when registered).
 	holdTimeout time.Duration
+	started     time.Time // when Register began, for the synced line
 
 	// lastSeq is the last stream sequence handled (and, durable, acked):
 	// a reader makes its consumer anew from the one after. Written by the
@@ -156,6 +158,7 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 		done:        make(chan struct{}),
 		holdTimeout: txHoldTimeout,
 		classifier:  o.classifier,
+		started:     time.Now(),
 	}
 	if c, ok := h.(Classifier); ok && a.classifier == nil {
 		a.classifier = c
@@ -237,9 +240,21 @@ func Register(ctx context.Context, js natsjs.JetStream, calloutKey string, h Han
 	}
 	if !a.snap.active {
 		a.markSynced()
+	} else {
+		go a.logReplay()
 	}
 	go a.run()
 	return a, nil
+}
+
+// logReplay logs how far a long replay is until it has synced.
+func (a *Agent) logReplay() {
+	stop := progress.Start(a.log, "replaying", a.n.snapSize.Load(), a.o.progressInterval, a.n.snapDone.Load)
+	defer stop()
+	select {
+	case <-a.synced:
+	case <-a.done:
+	}
 }
 
 // ID is the agent's id, as announced to engines.
@@ -297,6 +312,7 @@ func (a *Agent) open(ctx context.Context) error {
 		}
 		d.resume = func() uint64 { return max(first, a.lastSeq.Load()+1) }
 		a.src = d
+		a.n.position.Store(first - 1)
 		a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "resumeAt", first, "horizon", a.hz.h)
 	case a.o.mode == Replay:
 		d := a.newReader(agentConfig(events.AgentConsumer(a.key, a.id), a.subject, a.key, a.id, natsjs.DeliverLastPerSubjectPolicy))
@@ -307,11 +323,15 @@ func (a *Agent) open(ctx context.Context) error {
 		}
 		d.resume = func() uint64 { return max(first, a.lastSeq.Load()+1) }
 		// NumPending at creation is the snapshot: the last message of
-		// each filter subject of the callout.
+		// each filter subject of the callout, a filter's add or the
+		// tombstone of its delete. Which is which is known once they are
+		// read (synced).
 		a.snap = snapshot{active: info.NumPending > 0, left: info.NumPending, gen: d.gen}
+		a.n.snapSize.Store(info.NumPending)
+		a.n.position.Store(first - 1)
 		a.filters.reserve(int(min(info.NumPending, 1<<24)))
 		a.src = d
-		a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "snapshot", a.snap.left, "horizon", a.hz.h)
+		a.log.Info("registered", "subject", a.subject, "consumer", d.name(), "snapshotMessages", info.NumPending, "horizon", a.hz.h)
 		if !a.snap.active {
 			a.goLive()
 		}
@@ -321,6 +341,7 @@ func (a *Agent) open(ctx context.Context) error {
 		a.seen = newest
 		a.trustNext = !known
 		a.live.floor.Store(newest)
+		a.n.position.Store(newest)
 		a.log.Info("registered", "subject", a.subject, "live", a.subj.LiveFilters(a.key), "after", newest, "horizon", a.hz.h)
 	}
 	if a.src != nil {
@@ -392,6 +413,9 @@ func (a *Agent) Stats() Stats {
 		LogLoss:        a.n.logLoss.Load(),
 		Held:           a.filters.len(),
 		HeldTxParts:    int(a.n.heldTxParts.Load()),
+		Position:       a.n.position.Load(),
+		SnapshotDone:   a.n.snapDone.Load(),
+		SnapshotSize:   a.n.snapSize.Load(),
 	}
 }
 

@@ -78,6 +78,9 @@ func TestClassify_AnswersWithTheFilterContext(t *testing.T) {
 	a := e.register(ck, h, callout.WithAgentID("counter-1"))
 	f := e.add(ck, "watched")
 	waitFor(t, h.added)
+	// The handler has seen the add; the agent holds the filter once it
+	// returned.
+	waitStats(t, a, func(s callout.Stats) bool { return s.Held == 1 })
 
 	call := events.ClassifyCall{FilterID: f.ID, FilterKey: f.Key, Fields: map[string]string{"IP_REMOTE_PORT": "22"}}
 	for i := 1; i <= 3; i++ {

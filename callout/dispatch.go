@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
 )
 
 // dispatch takes one message, decoded by its feed, and delivers what it
@@ -104,6 +104,7 @@ func (a *Agent) deliverOne(it item) bool {
 // it.
 func (a *Agent) handled(last item) {
 	a.lastSeq.Store(last.seq)
+	a.n.position.Store(max(a.n.position.Load(), last.seq))
 	if a.durable {
 		a.ack(last.d)
 		a.lastAcked = last.d.msg
@@ -113,11 +114,18 @@ func (a *Agent) handled(last item) {
 // counted counts a snapshot item handled; the last one syncs the agent,
 // and a live or replay agent goes on with its live subscription.
 func (a *Agent) counted(it item) {
-	if !it.initial || !a.snap.advance(it.seq, it.last) {
+	if !it.initial {
+		return
+	}
+	a.n.snapDone.Add(1)
+	if !a.snap.advance(it.seq, it.last) {
 		return
 	}
 	a.asm.broken = a.snap.lastTx
-	a.log.Info("synced")
+	// Now the snapshot's messages are known for what they are: filters
+	// held, and tombstones of filters deleted before.
+	a.log.Info("synced", "filters", a.filters.len(), "tombstones", a.n.tombstones.Load(),
+		"refused", a.n.refused.Load(), "skipped", a.n.skipped.Load(), "took", time.Since(a.started).Round(time.Millisecond))
 	a.markSynced()
 	if !a.durable {
 		a.goLive()
@@ -204,7 +212,7 @@ type newest struct {
 // request body), so that an agent's permissions can allow it for its own
 // callout only.
 func lastOn(ctx context.Context, nc *nats.Conn, js natsjs.JetStream, stream, subject string) (newest, error) {
-	m, err := nc.RequestWithContext(ctx, apiSubject(js, "DIRECT.GET."+stream+"."+subject), nil)
+	m, err := nc.RequestWithContext(ctx, jetstream.APISubject(js, "DIRECT.GET."+stream+"."+subject), nil)
 	if err != nil {
 		return newest{}, err
 	}
@@ -216,19 +224,6 @@ func lastOn(ctx context.Context, nc *nats.Conn, js natsjs.JetStream, stream, sub
 		return newest{}, fmt.Errorf("direct get of %s: no message: %s %s", subject, m.Header.Get("Status"), m.Header.Get("Description"))
 	}
 	return newest{seq: last, horizon: m.Header.Get(events.HeaderHorizon)}, nil
-}
-
-// apiSubject is the JetStream API subject s under js's API prefix or
-// domain.
-func apiSubject(js natsjs.JetStream, s string) string {
-	o := js.Options()
-	switch {
-	case o.APIPrefix != "":
-		return strings.TrimSuffix(o.APIPrefix, ".") + "." + s
-	case o.Domain != "":
-		return "$JS." + o.Domain + ".API." + s
-	}
-	return natsjs.DefaultAPIPrefix + s
 }
 
 // process calls the handler for the event its feed decoded. ok is false

@@ -65,4 +65,8 @@
 // filters that are gone get DeleteFilter with their Context (once, R6),
 // filters added meanwhile get AddFilter with Initial set. Stats reports
 // Resyncs and CaughtUp.
+//
+// Agent.Stats are the agent's counters; Agent.Collector exposes them, with
+// its position and lag, as Prometheus metrics (the SDK registers nothing
+// by itself). A long replay logs its progress (WithProgressInterval).
 package callout

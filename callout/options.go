@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/progress"
 )
 
 // Option configures Register.
@@ -22,6 +23,8 @@ type options struct {
 	log        *slog.Logger
 	backoffMin time.Duration
 	backoffMax time.Duration
+	// progressInterval is how often a long replay logs how far it is.
+	progressInterval time.Duration
 }
 
 func defaultOptions() options {
@@ -33,6 +36,8 @@ func defaultOptions() options {
 		// Between attempts to get a lost consumer back.
 		backoffMin: 100 * time.Millisecond,
 		backoffMax: 5 * time.Second,
+
+		progressInterval: progress.DefaultInterval,
 	}
 }
 
@@ -118,6 +123,16 @@ func WithLogger(l *slog.Logger) Option {
 			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
 		}
 		o.log = l
+		return nil
+	}
+}
+
+// WithProgressInterval sets how often a replay that takes long logs how
+// far it is: snapshot messages done of total, and the rate (default 5 s;
+// 0 or less: never).
+func WithProgressInterval(d time.Duration) Option {
+	return func(o *options) error {
+		o.progressInterval = d
 		return nil
 	}
 }

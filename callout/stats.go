@@ -40,6 +40,13 @@ type Stats struct {
 	LogLoss     uint64
 	Held        int // filters held now (added and not yet deleted)
 	HeldTxParts int // messages of an incomplete transaction, held until the rest arrive
+	// Position is the stream sequence of the last event the agent handled
+	// (at registration: the sequence it starts after).
+	Position uint64
+	// SnapshotDone and SnapshotSize are a replay's progress: messages of
+	// the snapshot handled, of how many (filters and tombstones: the last
+	// message of each of the callout's filter subjects at registration).
+	SnapshotDone, SnapshotSize uint64
 }
 
 type counters struct {
@@ -48,4 +55,5 @@ type counters struct {
 	logLoss, classifies, classifyErrors, resyncs      atomic.Uint64
 	catchUps                                          atomic.Uint64
 	heldTxParts                                       atomic.Int64
+	position, snapDone, snapSize                      atomic.Uint64
 }

@@ -183,3 +183,54 @@ func TestWriteWithAnUnknownOutcomeTimesOut(t *testing.T) {
 		t.Fatalf("after the way back opened: %d filters named unknown, engine at %d", found, e.Seq())
 	}
 }
+
+// A transaction whose first attempt landed while its answer was lost, and
+// which was attempted again meanwhile (with fresh event ids, and fresh
+// keys for filters that named none), is answered from the attempt that
+// landed, and written once: the later attempts lose the fence, and the
+// landed one must be recognised although it is not the latest.
+func TestTransactionRetriedAfterALostAnswerIsWrittenOnce(t *testing.T) {
+	srv := testkit.Server(t)
+	p := newProxy(t, strings.TrimPrefix(srv.ClientURL(), "nats://"))
+	logs := &testkit.SyncBuffer{}
+	e, err := Start(context.Background(), testkit.Dial(t, p.url()), Config{Logger: testLogger(logs), WriteTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	direct := testkit.Dial(t, srv.ClientURL())
+	c := NewClient(direct, WithTimeout(time.Minute))
+
+	var ops []TxOp
+	for _, name := range []string{"tx one", "tx two", "tx three"} {
+		ops = append(ops, TxOp{Op: OpFilterAdd, Filter: &events.Filter{Name: name, Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock}})
+	}
+	p.holdOn("PUB " + events.DefaultPrefix + ".filter.")
+	got := make(chan error, 1)
+	var resp *TxResponse
+	go func() {
+		var err error
+		resp, err = c.ApplyTx(context.Background(), ops)
+		got <- err
+	}()
+	testkit.Eventually(t, "the transaction to be attempted again", func() bool { return e.Stats().Retried >= 2 })
+	p.release()
+	if err := <-got; err != nil {
+		t.Fatalf("transaction whose answers were lost: %v", err)
+	}
+	adds := map[string][]uint64{}
+	for _, m := range readStream(t, direct) {
+		if m.ev != nil && m.ev.Type == events.FilterAdded {
+			adds[m.ev.Filter.Name] = append(adds[m.ev.Filter.Name], m.seq)
+		}
+	}
+	for i, op := range ops {
+		seqs := adds[op.Filter.Name]
+		if len(seqs) != 1 {
+			t.Fatalf("%q is in the log %d times (at %v), want once", op.Filter.Name, len(seqs), seqs)
+		}
+		if got := resp.Events[i].Filter; got.ID != seqs[0] || got.Name != op.Filter.Name {
+			t.Fatalf("answered %q id %d, the log has it at %d", got.Name, got.ID, seqs[0])
+		}
+	}
+}

@@ -15,6 +15,7 @@ const Version = "0.1.0"
 const (
 	EndpointCalloutAdd    = "callout.add"
 	EndpointCalloutDelete = "callout.delete"
+	EndpointCalloutGet    = "callout.get"
 	EndpointCalloutList   = "callout.list"
 	EndpointFilterAdd     = "filter.add"
 	EndpointFilterDelete  = "filter.delete"
@@ -125,6 +126,14 @@ type CalloutInfo struct {
 	FilterCount int         `json:"filterCount"`
 	Agents      []AgentInfo `json:"agents"`
 	Registered  bool        `json:"registered"`
+}
+
+// CalloutInfoResponse answers callout get: the callout object, the
+// filters naming it and its agents, and the log position the answer
+// reflects.
+type CalloutInfoResponse struct {
+	Callout CalloutInfo `json:"callout"`
+	Seq     uint64      `json:"seq"`
 }
 
 // ListCalloutsResponse is one page of the callout objects, in key order,

@@ -257,7 +257,6 @@ func (e *Engine) classifyHandler(req micro.Request) {
 	}
 	e.classifying <- struct{}{}
 	e.taken.add()
-	reply := req.Reply()
 	go func() {
 		defer func() { <-e.classifying; e.taken.done() }()
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultClassifyTimeout)
@@ -269,10 +268,10 @@ func (e *Engine) classifyHandler(req micro.Request) {
 			resp, err = e.Classify(ctx, r)
 		}
 		if err != nil {
-			e.publishReply(reply, errorMsg(err))
+			respondMsg(req, errorMsg(err))
 			return
 		}
-		e.publishReply(reply, jsonMsg(resp))
+		respondMsg(req, jsonMsg(resp))
 	}()
 }
 

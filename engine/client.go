@@ -177,6 +177,16 @@ func (c *Client) GetFilter(ctx context.Context, ref FilterRef, opts ...CallOptio
 	return resp.Filter, nil
 }
 
+// GetCallout returns the callout object named by key, with the number of
+// filters naming it and the agents registered for it.
+func (c *Client) GetCallout(ctx context.Context, key string, opts ...CallOption) (*CalloutInfo, error) {
+	var resp CalloutInfoResponse
+	if err := c.call(ctx, EndpointCalloutGet, CalloutRef{CalloutKey: key}, &resp, 0, opts); err != nil {
+		return nil, err
+	}
+	return &resp.Callout, nil
+}
+
 // ListFilters enumerates the filters matching req, with the log position
 // the list reflects. It reads every page of the listing, all as of the
 // first page's position; if the engines no longer keep that position (a

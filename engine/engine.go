@@ -26,9 +26,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/wfpnats/wfp/events"
+	progresslog "github.com/wfpnats/wfp/internal/progress"
 	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/projection"
 )
@@ -48,8 +48,11 @@ type Config struct {
 	Logger   *slog.Logger
 	// MaxGroup caps how many queued commands one fenced write carries.
 	MaxGroup int
-	// WriteTimeout bounds one write to JetStream and one catch-up
-	// (default DefaultWriteTimeout).
+	// WriteTimeout bounds one write to JetStream, with the attempts and
+	// catch-ups it takes when the stream does not answer or another writer
+	// got there first (default DefaultWriteTimeout). Each attempt inside it
+	// is bounded by a second, so a write that meets a stream electing a
+	// new leader lands soon after the election.
 	WriteTimeout time.Duration
 	// Horizon is how long a delete stays readable in the log. A delete
 	// rolls up its subject at once (the log holds one message per filter)
@@ -81,6 +84,9 @@ type Config struct {
 	// log's sequence past what was lost, so no id is given twice. Without
 	// it such an engine refuses writes with ErrLogLoss.
 	AcceptLogLoss bool
+	// ProgressInterval is how often a long rebuild of the state from the
+	// log logs how far it is (default 5s; negative: never).
+	ProgressInterval time.Duration
 	// StaleReads drops the read barrier: lists and gets answer from the
 	// state as it is, which may miss writes another engine acknowledged a
 	// moment ago. For measuring what the barrier costs; see read.go.
@@ -133,6 +139,9 @@ func (c Config) withDefaults() Config {
 	if c.clock == nil {
 		c.clock = time.Now
 	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = progresslog.DefaultInterval
+	}
 	return c
 }
 
@@ -157,7 +166,8 @@ type Engine struct {
 	tailMu   sync.Mutex // guards tailCtx: a rebuild replaces it
 	tailCtx  natsjs.ConsumeContext
 	tailGen  atomic.Uint64 // the current tail consumer; older ones' messages are dropped
-	svc      micro.Service
+	svc      *apiService
+	metrics  *metrics
 
 	comp    compaction // owned by the writer loop
 	janitor *janitor
@@ -166,6 +176,16 @@ type Engine struct {
 	waits  *waits
 	taken  *taken // requests being answered, for Shutdown
 	subs   []*nats.Subscription
+
+	// replicated is set when the stream has more than one replica. Then
+	// a group of commands is written as one atomic batch instead of a
+	// publish chain: nats-server (2.15.2) checks a chain's
+	// Nats-Expected-Last-Msg-Id only when a replica applies the message,
+	// and a refusal there is a "critical write error" after which the
+	// stream applies nothing more: one lost fence would wedge the log. On a
+	// replicated stream an atomic batch is checked before it is proposed
+	// and costs about what a chain does (no fsync'ed staging, unlike R1).
+	replicated bool
 
 	skipped    atomic.Uint64 // log messages that were not events we act on
 	rejected   atomic.Uint64 // adds an agent refused (R7)
@@ -249,6 +269,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		agents:   newRegistry(),
 		waits:    newWaits(),
 		taken:    newTaken(),
+		metrics:  newMetrics(),
 		cmds:     make(chan *request, 4*cfg.MaxGroup),
 		tail:     make(chan tailMsg, 4096),
 		loopDone: make(chan struct{}),
@@ -270,7 +291,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 	// The log holds about one message per live filter (compaction), so its
 	// message count sizes the state's maps.
 	e.state = projection.NewSized(int(min(info.State.Msgs, 1<<24)))
-	loss, err := e.checkLog(ctx, info)
+	e.replicated = info.Config.Replicas > 1
+	loss, err := e.checkLog(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +313,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	// Rebuild: fold until we have seen the log's last message as of now.
-	if err := e.catchUp(ctx, info.State.LastSeq, nil); err != nil {
+	rebuild := time.Now()
+	stopProgress := progresslog.Start(e.log, "engine: rebuilding state from the log", info.State.LastSeq, cfg.ProgressInterval, e.folded.Load)
+	err = e.catchUp(ctx, info.State.LastSeq, nil)
+	stopProgress()
+	if err != nil {
 		e.stopTail()
 		e.janitor.stop()
 		return nil, fmt.Errorf("engine: rebuilding state from the log: %w", err)
@@ -318,11 +344,21 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("engine: registering the API with the server: %w", err)
 	}
 	go e.keepForListings()
-	f, c := e.state.Len()
+	// The loop runs now and may be folding another engine's writes: read
+	// the state under its lock.
+	st := e.Stats()
 	e.log.Info("engine ready", "stream", cfg.Stream, "prefix", cfg.Prefix,
-		"seq", e.state.Seq(), "filters", f, "callouts", c, "skipped", e.skipped.Load())
+		"seq", st.Seq, "filters", st.Filters, "callouts", st.Callouts, "skipped", st.Skipped,
+		"rebuild", time.Since(rebuild).Round(time.Millisecond))
 	return e, nil
 }
+
+// tailHeartbeat is how often the server tells the tail it is there. Two
+// missed heartbeats make the ordered consumer start over on another
+// server; at nats.go's default (5 s) an engine whose tail sat on a dead
+// server would fold nothing, and so could not confirm a write it was not
+// acknowledged, for 10 s.
+const tailHeartbeat = time.Second
 
 // startTail opens an ordered consumer on the whole stream from the message
 // after the state's position. Its messages are folded by the writer loop (or
@@ -344,6 +380,7 @@ func (e *Engine) openTail(ctx context.Context, cfg natsjs.OrderedConsumerConfig)
 	}
 	gen := e.tailGen.Add(1)
 	cc, err := cons.Consume(func(m natsjs.Msg) { e.decodeTail(gen, m) },
+		natsjs.PullHeartbeat(tailHeartbeat),
 		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
 			e.warn.warn("engine: tail consumer", "err", err)
 		}))
@@ -392,7 +429,7 @@ func (e *Engine) stopTail() {
 func (e *Engine) Close() {
 	e.closed.Do(func() {
 		if e.svc != nil {
-			_ = e.svc.Stop()
+			_ = e.svc.stop()
 		}
 		for _, s := range e.subs {
 			_ = s.Unsubscribe()

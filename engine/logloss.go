@@ -52,7 +52,13 @@ func (l logLoss) refusal() *Error {
 
 // checkLog compares the log with the mark. It returns nil if nothing is
 // lost, or if the engine keeps no mark.
-func (e *Engine) checkLog(ctx context.Context, info *natsjs.StreamInfo) (*logLoss, error) {
+//
+// The mark is read first, the log's end after it: a mark is raised only
+// once its write is in the log, so a log read later always reaches it
+// unless something was lost. Read the other way round, another engine
+// sharing the mark (KVMark) may write and raise it in between, and a
+// healthy log would look short.
+func (e *Engine) checkLog(ctx context.Context) (*logLoss, error) {
 	if e.cfg.Mark == nil {
 		return nil, nil
 	}
@@ -60,14 +66,19 @@ func (e *Engine) checkLog(ctx context.Context, info *natsjs.StreamInfo) (*logLos
 	if err != nil {
 		return nil, fmt.Errorf("engine: high-water mark: %w", err)
 	}
+	info, err := e.stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("engine: stream info: %w", err)
+	}
 	l := logLoss{last: info.State.LastSeq, mark: m.Seq, where: e.cfg.Mark.String()}
 	// A log cut short may keep its last sequence (the server trusts its
 	// own index) and lose the messages: the last acknowledged one must be
 	// there, unless it is a delete compaction may remove.
+	// Asked of the stream's leader: a lagging replica would not have it.
 	if !m.Removable && m.Seq > 0 && m.Seq == l.last {
-		_, err := e.stream.GetMsg(ctx, m.Seq)
+		seq, _, err := jetstream.LeaderGet(ctx, e.js, e.cfg.Stream, m.Seq)
 		switch {
-		case errors.Is(err, natsjs.ErrMsgNotFound):
+		case errors.Is(err, jetstream.ErrNoMessage), err == nil && seq != m.Seq:
 			l.missing = true
 		case err != nil:
 			return nil, fmt.Errorf("engine: reading the last acknowledged event: %w", err)

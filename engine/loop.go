@@ -34,6 +34,12 @@ type pending struct {
 	done  bool
 	evs   []*events.Event // the events of the latest attempt
 	first uint64          // the sequence evs[0] was written at (or would be)
+	// tries holds every attempt's events by the id of its first one: an
+	// attempt whose outcome was unknown may land after a later attempt
+	// was made (with fresh event ids, and fresh keys where the request
+	// left them empty). Its landing answers the command, and the fence
+	// keeps the later attempt from landing too.
+	tries map[string][]*events.Event
 }
 
 // answer replies once.
@@ -135,20 +141,25 @@ func (e *Engine) decodeTail(gen uint64, m natsjs.Msg) {
 		return
 	}
 	t := tailMsg{gen: gen, seq: seq, subject: m.Subject(), stored: meta.Timestamp, last: meta.NumPending == 0}
+	e.tail <- e.decodeLogMsg(t, m.Headers(), m.Data())
+}
+
+// decodeLogMsg decodes the event of one log message for fold; t says
+// where the message came from. A gap filler only moves the position.
+func (e *Engine) decodeLogMsg(t tailMsg, h nats.Header, data []byte) tailMsg {
 	if t.subject == e.subj.Gap() {
-		e.tail <- t // a filler: it only moves the position
-		return
+		return t
 	}
-	t.ev, t.err = events.Decode(m.Data())
+	t.ev, t.err = events.Decode(data)
 	if t.err == nil && !t.ev.Known() {
 		t.err = fmt.Errorf("unknown event type %q or schema %d", t.ev.Type, t.ev.Schema)
 	}
 	if t.err != nil {
 		t.ev = nil
 	} else if events.IsTombstone(t.ev.Type) {
-		t.plain = m.Headers().Get(events.HeaderTTL) == ""
+		t.plain = h.Get(events.HeaderTTL) == ""
 	}
-	e.tail <- t
+	return t
 }
 
 // fold applies tail messages: m, then whatever else is already buffered,
@@ -165,8 +176,8 @@ func (e *Engine) fold(m tailMsg, inflight map[string]*pending) (taken int, last 
 		}
 		taken++
 		last = m.last
-		if m.seq <= e.state.Seq() {
-			return // our own write, already folded when it was acked
+		if m.seq <= e.state.Seq() || (len(batch) > 0 && m.seq <= batch[len(batch)-1].seq) {
+			return // folded already: our own write, or read directly (readBack)
 		}
 		if m.err != nil {
 			e.skipped.Add(1)
@@ -205,8 +216,10 @@ drain:
 		case p == nil || p.done:
 		case len(p.evs) <= 1:
 			p.answer([]*events.Event{d.ev}, d.seq, nil)
-		case p.evs[0].ID == d.ev.ID:
-			p.answer(p.evs, d.seq, nil)
+		default:
+			if evs, ok := p.tries[d.ev.ID]; ok {
+				p.answer(evs, d.seq, nil)
+			}
 		}
 	}
 	return taken, last
@@ -307,6 +320,12 @@ func (e *Engine) commit(ctx context.Context, group []*pending, inflight map[stri
 func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, inflight map[string]*pending) {
 	deadline := time.Now().Add(e.cfg.WriteTimeout)
 	backoff := firstBackoff
+	// pause waits before the next attempt after one whose outcome is
+	// unknown, doubling up to maxBackoff, never past the deadline.
+	pause := func() {
+		time.Sleep(min(backoff, max(time.Until(deadline), 0)))
+		backoff = min(2*backoff, maxBackoff)
+	}
 	// A refusal that depends on the state (no such callout, already
 	// exists, in use) is held until the engine has made sure its state is
 	// the log's: another engine may have written what makes the command
@@ -362,6 +381,10 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				ov.Apply(seq+uint64(i), ev)
 			}
 			p.evs, p.first = pevs, seq
+			if p.tries == nil {
+				p.tries = make(map[string][]*events.Event, 1)
+			}
+			p.tries[pevs[0].ID] = pevs
 			msgs, evs = append(msgs, pmsgs...), append(evs, pevs...)
 			owners = append(owners, p)
 			inflight[pevs[0].ID] = p
@@ -374,10 +397,12 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 		}
 		plain := e.compact(ctx, msgs, evs, base, isAtomic)
 
-		wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+		wctx, cancel := attemptCtx(ctx, deadline)
 		var n int
 		var err error
-		if isAtomic {
+		// A replicated stream takes a group as one atomic batch, never as
+		// a chain: see Engine.replicated.
+		if isAtomic || (e.replicated && len(msgs) > 1) {
 			if _, err = jetstream.PublishFenced(wctx, e.js, base, msgs); err == nil {
 				n = len(msgs)
 			}
@@ -446,8 +471,11 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			e.warn.warn("engine: write failed, checking the log for it", "err", err, "attempt", attempt)
 		}
 		if target == 0 {
+			lctx, cancel := attemptCtx(ctx, deadline)
 			var lerr error
-			if target, lerr = e.lastSeq(ctx); lerr != nil {
+			target, lerr = e.lastSeq(lctx)
+			cancel()
+			if lerr != nil && time.Now().After(deadline) {
 				for _, p := range owners {
 					if !p.done {
 						p.answer(nil, 0, errorf(CodeTimeout, "write outcome unknown (%v, then %v); list to see whether it was applied", err, lerr))
@@ -455,6 +483,24 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 				}
 				return
 			}
+			if lerr != nil {
+				// No answer yet (the stream may be electing a leader): try
+				// the write again, fenced on the same position.
+				pause()
+				continue
+			}
+		}
+		if target < base && e.replicated {
+			// A replicated stream's answer can come from a replica that
+			// has not caught up, or a leader cut off by a partition that
+			// has not stepped down yet: not proof that the log shrank.
+			// Try again; the fence keeps every attempt from landing at a
+			// sequence this engine has folded. (A restart still checks
+			// the log against the high-water mark.)
+			e.warn.warn("engine: the stream reports a shorter log than this engine has folded (a replica behind, or a partition); trying again",
+				"streamLast", target, "folded", base)
+			pause()
+			continue
 		}
 		if target < base {
 			// The log is shorter than what this engine has folded: it
@@ -469,16 +515,91 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			}
 			return
 		}
-		if err := e.catchUp(ctx, target, inflight); err != nil {
+		if err := e.catchUpAfterWrite(ctx, target, deadline, inflight); err != nil {
 			e.warn.warn("engine: catching up after a failed write", "err", err)
 		}
 		if lost {
 			time.Sleep(rand.N(backoffAfterLoss))
 		} else {
-			time.Sleep(min(backoff, max(time.Until(deadline), 0)))
-			backoff = min(2*backoff, maxBackoff)
+			pause()
 		}
 	}
+}
+
+// tailGrace is how long a catch-up after a failed write waits for the
+// tail before it reads the missing messages itself.
+const tailGrace = 200 * time.Millisecond
+
+// catchUpAfterWrite folds the log up to target after a write that failed,
+// so that fold answers the commands whose events landed and the rest are
+// validated again. The tail usually has the messages already. When it has
+// not (its consumer may have sat on the server that just died, and nats.go
+// takes up to tens of seconds to place a new one while the cluster elects
+// a meta leader), the engine reads them itself (readBack), and waits for
+// the tail only for what it could not read.
+func (e *Engine) catchUpAfterWrite(ctx context.Context, target uint64, deadline time.Time, inflight map[string]*pending) error {
+	cctx, cancel := context.WithTimeout(ctx, tailGrace)
+	err := e.catchUp(cctx, target, inflight)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	e.readBack(ctx, target, deadline, inflight)
+	if e.state.Seq() >= target {
+		return nil
+	}
+	cctx, cancel = context.WithDeadline(ctx, later(deadline, time.Now().Add(attemptTimeout)))
+	defer cancel()
+	return e.catchUp(cctx, target, inflight)
+}
+
+// readBack reads the messages after the state's position up to target one
+// by one (a direct get, which any replica may answer) and folds them. It
+// stops at the first it cannot read (a replica lagging behind, the
+// deadline); the tail delivers the rest.
+func (e *Engine) readBack(ctx context.Context, target uint64, deadline time.Time, inflight map[string]*pending) {
+	for seq := e.state.Seq() + 1; seq <= target; seq++ {
+		gctx, cancel := attemptCtx(ctx, deadline)
+		m, err := e.stream.GetMsg(gctx, seq)
+		cancel()
+		if err != nil {
+			return
+		}
+		t := tailMsg{gen: e.tailGen.Load(), seq: seq, subject: m.Subject, stored: m.Time}
+		e.fold(e.decodeLogMsg(t, m.Header, m.Data), inflight)
+	}
+}
+
+// attemptTimeout bounds one attempt inside a write: a publish, or asking
+// the stream where it is. Short, so that a write that meets a stream with
+// no leader (after the leader's death the others elect one in 4-9 s) is
+// tried again soon after there is one, rather than once the whole write
+// timeout has passed. Trying again is safe: every attempt is fenced on the
+// position the engine has folded, so a copy can never land twice.
+const attemptTimeout = time.Second
+
+// retryPause spaces out attempts that fail at once (no responders while a
+// server restarts), so they do not spin.
+const retryPause = 50 * time.Millisecond
+
+// attemptCtx bounds one attempt by attemptTimeout and by the write's
+// deadline, whichever comes first (but gives it at least retryPause).
+func attemptCtx(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(ctx, later(time.Now().Add(retryPause), earlier(deadline, time.Now().Add(attemptTimeout))))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // messages turns events into messages ready to publish.
@@ -497,8 +618,6 @@ func (e *Engine) messages(evs []*events.Event) ([]*nats.Msg, error) {
 
 // lastSeq asks the server for the stream's last sequence.
 func (e *Engine) lastSeq(ctx context.Context) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
-	defer cancel()
 	s, err := e.js.Stream(ctx, e.cfg.Stream)
 	if err != nil {
 		return 0, err

@@ -2,11 +2,13 @@ package engine
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/wfpnats/wfp/events"
 	"github.com/wfpnats/wfp/internal/testkit"
 )
 
@@ -68,5 +70,55 @@ func TestKVMarkOnlyRises(t *testing.T) {
 	}
 	if p, err := open().Load(ctx); err != nil || p != (Position{Seq: 12, Removable: true}) {
 		t.Fatalf("mark %+v, %v; want 12, removable", p, err)
+	}
+}
+
+// loadHook is a mark that runs a hook before each Load: another engine
+// sharing the mark writing at that moment.
+type loadHook struct {
+	Mark
+	before func()
+}
+
+func (m loadHook) Load(ctx context.Context) (Position, error) {
+	m.before()
+	return m.Mark.Load(ctx)
+}
+
+// Engines sharing a mark (one KV key per stream): an engine starting
+// while another writes must not take the other's newer mark for a log
+// that lost its end. The other engine writes, and raises the mark, just
+// as the starting one reads it.
+func TestSharedMarkRaisedDuringStartIsNoLoss(t *testing.T) {
+	ctx := context.Background()
+	srv := testkit.Server(t)
+	js := testkit.JetStream(t, testkit.Conn(t, srv))
+	shared, err := OpenKVMark(ctx, js, MarkBucket, "WFP", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Start(ctx, testkit.Conn(t, srv), Config{Mark: shared, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	c := NewClient(testkit.Conn(t, srv))
+	add := func() {
+		if _, err := c.AddFilter(ctx, events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionBlock}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add()
+	mine, err := OpenKVMark(ctx, js, MarkBucket, "WFP", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Start(ctx, testkit.Conn(t, srv), Config{Mark: loadHook{Mark: mine, before: add}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	if st := e.Stats(); st.LogLoss != "" {
+		t.Fatalf("a healthy log taken for a loss: %s", st.LogLoss)
 	}
 }

@@ -233,6 +233,7 @@ func (e *Engine) confirm(f *events.Filter, timeout time.Duration) *Rejection {
 			}
 		}
 	}
+	start := time.Now()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	check := time.NewTicker(events.AgentGrace)
@@ -270,6 +271,7 @@ func (e *Engine) confirm(f *events.Filter, timeout time.Duration) *Rejection {
 			e.unanswered.Add(1)
 		}
 	}
+	e.metrics.notified(rej, time.Since(start))
 	if rej == nil {
 		return nil
 	}

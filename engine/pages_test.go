@@ -272,4 +272,8 @@ func TestAnswerTooLargeIsAnError(t *testing.T) {
 	if s := e.Stats(); s.Filters != 150 {
 		t.Fatalf("%d filters after the transaction, want 150 (it was written)", s.Filters)
 	}
+	// What went out was an error, and the stats count it as one.
+	if st := microStats(t, nc)["tx-apply"]; st.NumRequests != 1 || st.NumErrors != 1 || !strings.HasPrefix(st.LastError, string(CodeInternal)+":") {
+		t.Fatalf("tx-apply stats after an answer replaced by an error: %+v", st)
+	}
 }

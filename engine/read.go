@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/projection"
 )
 
@@ -25,17 +27,17 @@ import (
 func (e *Engine) read(fn func(ctx context.Context, data []byte) (any, error)) micro.HandlerFunc {
 	return func(req micro.Request) {
 		e.taken.add()
-		data, reply := req.Data(), req.Reply()
+		data := req.Data()
 		go func() {
 			defer e.taken.done()
 			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
 			defer cancel()
 			v, err := fn(ctx, data)
 			if err != nil {
-				e.publishReply(reply, errorMsg(err))
+				respondMsg(req, errorMsg(err))
 				return
 			}
-			e.publishReply(reply, jsonMsg(v))
+			respondMsg(req, jsonMsg(v))
 		}()
 	}
 }
@@ -119,16 +121,46 @@ func (e *Engine) waitFolded(ctx context.Context, seq uint64) error {
 }
 
 // nothingStored reports whether the stream holds no message from
-// sequence from through to.
+// sequence from through to. The stream's leader answers, and only an
+// answer from a node that has the log up to to counts: a replica that
+// lags behind, or a leader cut off by a partition that has not stepped
+// down yet, would report messages it has not received as missing, and
+// the state would skip them for good. On a replicated stream two such
+// answers, a probe apart, are needed.
 func (e *Engine) nothingStored(ctx context.Context, from, to uint64) (bool, error) {
-	m, err := e.stream.GetMsg(ctx, from, natsjs.WithGetMsgSubject(">"))
-	switch {
-	case errors.Is(err, natsjs.ErrMsgNotFound):
-		return true, nil
-	case err != nil:
-		return false, err
+	for i := range e.confirmations() {
+		if i > 0 {
+			select {
+			case <-time.After(gapProbe):
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+		}
+		last, err := e.lastSeq(ctx)
+		if err != nil {
+			return false, err
+		}
+		if last < to {
+			return false, nil // this answer comes from a node behind the log
+		}
+		seq, _, err := jetstream.LeaderGet(ctx, e.js, e.cfg.Stream, from)
+		switch {
+		case errors.Is(err, jetstream.ErrNoMessage):
+		case err != nil:
+			return false, err
+		case seq <= to:
+			return false, nil
+		}
 	}
-	return m.Sequence > to, nil
+	return true, nil
+}
+
+// confirmations is how many consistent answers nothingStored needs.
+func (e *Engine) confirmations() int {
+	if e.replicated {
+		return 2
+	}
+	return 1
 }
 
 func (e *Engine) getFilter(ctx context.Context, data []byte) (any, error) {
@@ -151,23 +183,61 @@ func (e *Engine) getFilter(ctx context.Context, data []byte) (any, error) {
 	return resp, nil
 }
 
+func (e *Engine) getCallout(ctx context.Context, data []byte) (any, error) {
+	var ref CalloutRef
+	if err := decode(data, &ref); err != nil {
+		return nil, err
+	}
+	if ref.CalloutKey == "" {
+		return nil, errorf(CodeInvalidParameter, "calloutKey is required")
+	}
+	key, err := parseKey("calloutKey", ref.CalloutKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.readBarrier(ctx); err != nil {
+		return nil, err
+	}
+	var resp CalloutInfoResponse
+	var found bool
+	e.View(func(s *projection.State) {
+		resp.Seq = s.Seq()
+		var c *events.Callout
+		if c, found = s.Callout(key); found {
+			resp.Callout = CalloutInfo{Callout: *c, FilterCount: s.FiltersNaming(key)}
+		}
+	})
+	if !found {
+		return nil, errorf(CodeCalloutNotFound, "calloutKey: no callout %s", key)
+	}
+	resp.Callout.Agents = e.agents.forCallout(key)
+	if resp.Callout.Agents == nil {
+		resp.Callout.Agents = []AgentInfo{}
+	}
+	resp.Callout.Registered = len(resp.Callout.Agents) > 0
+	return resp, nil
+}
+
 // publishReply answers a request on its reply subject. An answer the
 // server would refuse (larger than its max payload) or that cannot be
 // sent is logged and replaced by an error the caller can read, instead of
-// leaving the caller to time out.
-func (e *Engine) publishReply(subject string, m *nats.Msg) {
+// leaving the caller to time out: then it calls failed before it sends
+// the error, and reports false.
+func (e *Engine) publishReply(subject string, m *nats.Msg, failed func()) bool {
 	if subject == "" {
-		return // a publish without a reply subject asked for no answer
+		return true // a publish without a reply subject asked for no answer
 	}
 	m.Subject = subject
 	err := e.nc.PublishMsg(m) // nats.ErrMaxPayload for an answer the server would refuse
 	if err == nil {
-		return
+		return true
 	}
 	e.log.Error("engine: an answer could not be sent; answering with an error instead", "subject", subject, "err", err)
+	failed()
 	fail := errorMsg(errorf(CodeInternal, "the engine could not send its answer (%v); a write was carried out even so: list to see its outcome", err))
 	fail.Subject = subject
 	if err := e.nc.PublishMsg(fail); err != nil {
 		e.log.Error("engine: the error answer could not be sent either", "subject", subject, "err", err)
 	}
+	return false
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/wfpnats/wfp/events"
@@ -106,6 +107,45 @@ func TestGetAfterAnotherEnginesWriteReflectsIt(t *testing.T) {
 	resumeTail(t, b)
 	if r := <-got; r != "" {
 		t.Fatalf("get of a filter another engine acknowledged: %s", r)
+	}
+}
+
+// A callout get is behind the same barrier, and says how many filters
+// name the callout and which agents run for it.
+func TestGetCalloutAfterAnotherEnginesWriteReflectsIt(t *testing.T) {
+	srv := testkit.Server(t)
+	nc := testkit.Conn(t, srv)
+	a := startEngine(t, testkit.Conn(t, srv))
+	b := startEngine(t, testkit.Conn(t, srv))
+	pauseTail(t, b)
+	evs, _, err := a.submit(context.Background(), addCallout{events.Callout{Name: "new"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := evs[0].Callout.Key
+	if _, _, err := a.submit(context.Background(), addFilter{f: events.Filter{Name: "f", Layer: "ALE_AUTH_CONNECT_V4",
+		Action: events.ActionCalloutInspection, CalloutKey: key}}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	got := make(chan *CalloutInfo, 1)
+	go func() {
+		info, err := NewClient(nc).GetCallout(context.Background(), key)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- info
+	}()
+	testkit.Eventually(t, "the get to wait", func() bool { return b.Stats().ReadsWaiting == 1 })
+	resumeTail(t, b)
+	if info := <-got; info == nil || info.Key != key || info.Name != "new" || info.FilterCount != 1 || info.Registered || info.Agents == nil {
+		t.Fatalf("callout get of a callout another engine acknowledged: %+v", info)
+	}
+	for body, code := range map[string]Code{`{"calloutKey":"5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"}`: CodeCalloutNotFound,
+		`{"calloutKey":"nope"}`: CodeInvalidParameter, `{}`: CodeInvalidParameter} {
+		if got, msg, _ := rawRequest(t, nc, EndpointCalloutGet, body); got != string(code) || !strings.Contains(msg, "calloutKey") {
+			t.Errorf("callout get %s: %s %q, want %s naming calloutKey", body, got, msg, code)
+		}
 	}
 }
 

@@ -145,6 +145,20 @@ func (r *registry) forCallout(key string) []AgentInfo {
 	return out
 }
 
+// perCallout counts the live agent instances of each callout.
+func (r *registry) perCallout() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cutoff := r.now().Add(-events.AgentTTL)
+	n := map[string]int{}
+	for k, a := range r.agents {
+		if !a.LastSeen.Before(cutoff) {
+			n[k.callout]++
+		}
+	}
+	return n
+}
+
 // startCheck reports whether a liveness ping to k should go now: k is
 // registered, none is in flight, and the last went at least
 // events.AgentGrace ago.

@@ -19,17 +19,12 @@ import (
 // subscription and concurrent writes reach the loop together, to be
 // written as one group.
 func (e *Engine) serve() error {
-	svc, err := micro.AddService(e.nc, micro.Config{
+	e.svc = newAPIService(e.nc, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
 		Description: "WFP-style filter engine; events on stream " + e.cfg.Stream,
 		Metadata:    map[string]string{"stream": e.cfg.Stream, "prefix": e.cfg.Prefix},
-	})
-	if err != nil {
-		return fmt.Errorf("engine: micro service: %w", err)
-	}
-	e.svc = svc
-	g := svc.AddGroup(e.cfg.Prefix + ".api")
+	}, e.publishReply, e.metrics.answered)
 	endpoints := []struct {
 		name, subject string
 		h             micro.HandlerFunc
@@ -69,14 +64,18 @@ func (e *Engine) serve() error {
 		{"session-open", EndpointSessionOpen, e.sessionOpen},
 		{"session-close", EndpointSessionClose, e.sessionClose},
 		{"session-list", EndpointSessionList, e.read(e.sessionList)},
+		{"callout-get", EndpointCalloutGet, e.read(e.getCallout)},
 		{"callout-list", EndpointCalloutList, e.read(e.listCallouts)},
 		{"filter-get", EndpointFilterGet, e.read(e.getFilter)},
 		{"filter-list", EndpointFilterList, e.read(e.listFilters)},
 	}
 	for _, ep := range endpoints {
-		if err := g.AddEndpoint(ep.name, ep.h, micro.WithEndpointSubject(ep.subject)); err != nil {
+		if err := e.svc.addEndpoint(ep.name, e.subj.API(ep.subject), ep.h); err != nil {
 			return fmt.Errorf("engine: endpoint %s: %w", ep.name, err)
 		}
+	}
+	if err := e.svc.serveDiscovery(); err != nil {
+		return fmt.Errorf("engine: micro service discovery: %w", err)
 	}
 	return nil
 }
@@ -103,19 +102,17 @@ func notifyTimeout(ms int64) (time.Duration, error) {
 // answers when the writer loop has written (or refused) it.
 func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
 	return func(req micro.Request) {
+		start := time.Now()
 		cmd, err := parse(req.Data())
 		if err != nil {
 			respondError(req, err)
 			return
 		}
 		// The answer comes from the writer loop after this handler has
-		// returned, when micro.Request must no longer be touched (micro
-		// reads its error state then), so it goes straight to the reply
-		// subject.
+		// returned (micro.go: the request is counted then).
 		e.taken.add()
-		reply := req.Reply()
 		answer := func(m *nats.Msg) {
-			e.publishReply(reply, m)
+			respondMsg(req, m)
 			e.taken.done()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
@@ -125,6 +122,7 @@ func (e *Engine) write(parse func([]byte) (command, error)) micro.HandlerFunc {
 				answer(errorMsg(err))
 				return
 			}
+			e.metrics.writes.Observe(time.Since(start).Seconds())
 			switch cmd := cmd.(type) {
 			case addFilter:
 				f := evs[0].Filter

@@ -95,16 +95,15 @@ func (e *Engine) sessionList(ctx context.Context, data []byte) (any, error) {
 // write).
 func (e *Engine) answerAsync(req micro.Request, do func(ctx context.Context) any) {
 	e.taken.add()
-	reply := req.Reply()
 	go func() {
 		defer e.taken.done()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*e.cfg.WriteTimeout)
 		defer cancel()
 		switch v := do(ctx).(type) {
 		case error:
-			e.publishReply(reply, errorMsg(v))
+			respondMsg(req, errorMsg(v))
 		default:
-			e.publishReply(reply, jsonMsg(v))
+			respondMsg(req, jsonMsg(v))
 		}
 	}()
 }

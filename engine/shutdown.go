@@ -61,7 +61,7 @@ func (t *taken) wait(ctx context.Context) (open int) {
 func (e *Engine) Shutdown(ctx context.Context) error {
 	var errs []error
 	if e.svc != nil {
-		if err := e.svc.Stop(); err != nil {
+		if err := e.svc.stop(); err != nil {
 			errs = append(errs, fmt.Errorf("engine: stop the API: %w", err))
 		}
 		_ = e.nc.FlushTimeout(time.Second) // no new request is routed here

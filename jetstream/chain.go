@@ -32,6 +32,13 @@ var ErrChainBroken = errors.New("jetstream: publish chain broken")
 // independent, so a prefix landing is fine, and the price is only one
 // pipelined round trip.
 //
+// Only for streams with one replica. On a replicated stream nats-server
+// (2.15.2) checks Nats-Expected-Last-Msg-Id only when a replica applies
+// the message, and treats a refusal there as a critical write error after
+// which the stream applies nothing more: a chain that loses its fence
+// wedges the stream. Use PublishFenced (an atomic batch, checked before it
+// is proposed) there.
+//
 // It returns n, the length of the stored prefix it has confirmed, and the
 // first error: a *FenceError if the first message lost the fence, an error
 // wrapping ErrChainBroken (and, when the chain broke on a sequence, a

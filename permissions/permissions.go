@@ -152,7 +152,7 @@ func Operator(d Deployment) (Set, error) {
 	}
 	s := events.Subjects{Prefix: d.Prefix}
 	pub := []string{
-		s.API(engine.EndpointCalloutList), s.API(engine.EndpointFilterList), s.API(engine.EndpointFilterGet),
+		s.API(engine.EndpointCalloutList), s.API(engine.EndpointCalloutGet), s.API(engine.EndpointFilterList), s.API(engine.EndpointFilterGet),
 		s.API(engine.EndpointSessionList), s.API(engine.EndpointClassify),
 		jsAPI + "DIRECT.GET." + d.Stream, jsAPI + "DIRECT.GET." + d.Stream + ".>",
 		jsAPI + "DIRECT.GET." + d.Archive, jsAPI + "DIRECT.GET." + d.Archive + ".>",

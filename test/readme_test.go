@@ -181,3 +181,36 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 	}
 }
+
+// The README's command list is what the commands print with --help: every
+// command, and every flag each takes. The usage is generated from the
+// flag sets, so this keeps the README in step with the flags too.
+func TestReadmeCommandsMatchTheUsage(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	start := strings.Index(text, "\n## Commands\n")
+	if start < 0 {
+		t.Fatal("README has no Commands section")
+	}
+	text = text[start:]
+	block := text[strings.Index(text, "\n```\n")+5:]
+	block = block[:strings.Index(block, "```\n")]
+	var usage strings.Builder
+	for _, cmd := range []string{"cmd/engine", "cmd/callout-agent"} {
+		out, err := exec.Command(binary(t, cmd), "--help").Output()
+		if err != nil {
+			t.Fatalf("%s --help: %v", cmd, err)
+		}
+		help := string(out)
+		lines := help[strings.Index(help, "usage:\n")+len("usage:\n"):]
+		for _, l := range strings.Split(lines[:strings.Index(lines, "\n\n")], "\n") {
+			usage.WriteString(strings.TrimPrefix(l, "  ") + "\n")
+		}
+	}
+	if block != usage.String() {
+		t.Fatalf("README's command list:\n%s\nwhat the commands print with --help:\n%s", block, usage.String())
+	}
+}

@@ -23,6 +23,7 @@ import (
 type engineProc struct {
 	cmd *exec.Cmd
 	url string
+	log *testkit.SyncBuffer // what it logs once ready
 }
 
 var urlLine = regexp.MustCompile(`embedded nats-server.* url=(nats://\S+)`)
@@ -52,7 +53,7 @@ func runEngineWith(t *testing.T, env []string, args ...string) *engineProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &engineProc{cmd: cmd}
+	p := &engineProc{cmd: cmd, log: &testkit.SyncBuffer{}}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	ready := make(chan error, 1)
 	var said strings.Builder // what it said before it was ready
@@ -65,7 +66,11 @@ func runEngineWith(t *testing.T, env []string, args ...string) *engineProc {
 			}
 			if regexp.MustCompile(`msg="engine ready"`).MatchString(sc.Text()) {
 				ready <- nil
-				_, _ = io.Copy(io.Discard, stderr)
+				// The scanner may hold lines read past this one.
+				for sc.Scan() {
+					p.log.Write([]byte(sc.Text() + "\n"))
+				}
+				_, _ = io.Copy(p.log, stderr)
 				return
 			}
 		}

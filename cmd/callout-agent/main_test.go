@@ -108,7 +108,50 @@ func TestBinary(t *testing.T) {
 		p.stop(t, syscall.SIGTERM)
 	})
 
-	t.Run("bad flags exit 1 with a message", func(t *testing.T) {
+	t.Run("--help lists every flag and exits 0; --version too", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, "--help")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil || stderr.Len() != 0 || !strings.HasPrefix(stdout.String(), "callout-agent: ") {
+			t.Fatalf("--help: %v\n%s%s", err, stdout.String(), stderr.String())
+		}
+		for _, f := range []string{"callout", "mode", "durable", "agent-id", "reject-adds", "post-commit", "stream", "prefix",
+			"metrics-addr", "log-level", "log-format", "server", "creds", "nkey", "user", "password-file", "token-file",
+			"tlsca", "tlscert", "tlskey"} {
+			if !strings.Contains(stdout.String(), "\n  --"+f+" ") && !strings.Contains(stdout.String(), "\n  --"+f+"\n") {
+				t.Errorf("--help does not describe --%s", f)
+			}
+		}
+		out, err := exec.Command(bin, "--version").Output()
+		if err != nil || !regexp.MustCompile(`^callout-agent \S.*\n$`).Match(out) {
+			t.Fatalf("--version: %q (%v)", out, err)
+		}
+	})
+
+	t.Run("--log-format json --log-level debug: every log line a JSON object", func(t *testing.T) {
+		e := newServer(t)
+		ck := uuid.NewString()
+		p := startAgent(t, bin, "--callout", ck, "--server", e.srv.ClientURL(), "--log-format", "json", "--log-level", "debug")
+		p.expect(t, line{Notify: "synced"})
+		f := e.add(ck)
+		p.expect(t, line{Notify: "add", FilterKey: f.Key, FilterID: f.ID})
+		e.del(f)
+		p.expect(t, line{Notify: "delete", FilterKey: f.Key, FilterID: f.ID, HadContext: true})
+		p.stop(t, syscall.SIGTERM)
+		levels := map[string]bool{}
+		for _, l := range strings.Split(strings.TrimSpace(p.stderr.String()), "\n") {
+			var rec struct{ Level, Msg string }
+			if err := json.Unmarshal([]byte(l), &rec); err != nil || rec.Msg == "" {
+				t.Fatalf("log line %q is not a JSON record (%v)", l, err)
+			}
+			levels[rec.Level] = true
+		}
+		if !levels["DEBUG"] || !levels["INFO"] {
+			t.Fatalf("levels logged: %v; want DEBUG (the freed context) and INFO", levels)
+		}
+	})
+
+	t.Run("bad flags exit 2 with one line and a hint", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"--no-such-flag"},
 			{},
@@ -119,8 +162,9 @@ func TestBinary(t *testing.T) {
 			{"--callout", uuid.NewString(), "--agent-id", "a.b"},
 		} {
 			code, stderr := runOnce(t, bin, args...)
-			if code != 1 || len(bytes.TrimSpace(stderr)) == 0 {
-				t.Errorf("%q: exit %d, stderr %q; want 1 and a message", args, code, stderr)
+			lines := strings.Split(strings.TrimSpace(string(stderr)), "\n")
+			if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "callout-agent: ") || lines[1] != "run 'callout-agent --help'" {
+				t.Errorf("%q: exit %d, stderr %q; want 2, one line and the hint", args, code, stderr)
 			}
 		}
 	})

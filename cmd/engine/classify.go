@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/wfpnats/wfp/engine"
+	"github.com/wfpnats/wfp/internal/cli"
 )
 
 // fieldValues collects repeated --field NAME=VALUE flags.
@@ -27,35 +29,35 @@ func (m fieldValues) Set(s string) error {
 	return nil
 }
 
-// classifyCmd asks the engine what a layer's filters do with one input
-// and prints the matching filters in evaluation order, then the decision.
-func classifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("classify", stderr)
-	var c conn
-	c.register(fs)
-	req := engine.ClassifyRequest{Fields: map[string]string{}}
-	fs.StringVar(&req.Layer, "layer", "", "layer, e.g. ALE_AUTH_CONNECT_V4 (required)")
-	fs.Var(fieldValues(req.Fields), "field", "condition field value NAME=VALUE of the traffic (repeatable), e.g. IP_REMOTE_PORT=22")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if req.Layer == "" {
-		return fmt.Errorf("classify: --layer is required")
-	}
-	nc, err := c.dial()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	resp, err := engine.NewClient(nc, engine.WithPrefix(c.prefix)).Classify(ctx, req)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(stdout, resp)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+// classifyCommand asks the engine what a layer's filters do with one
+// input and prints the matching filters in evaluation order, then the
+// decision.
+func classifyCommand(s streams) *cli.Command {
+	return &cli.Command{Name: "classify",
+		Summary: "Ask what a layer's filters do with one piece of traffic: the matching filters in WFP's order, what each said, and the decision.",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c client
+			c.register(fs, s)
+			req := engine.ClassifyRequest{Fields: map[string]string{}}
+			fs.StringVar(&req.Layer, "layer", "", "`LAYER`, e.g. ALE_AUTH_CONNECT_V4 (required)")
+			fs.Var(fieldValues(req.Fields), "field", "condition field value `NAME=VALUE` of the traffic (repeatable), e.g. IP_REMOTE_PORT=22")
+			return func(ctx context.Context, _ []string) error {
+				return c.do(func(cl *engine.Client) error {
+					resp, err := cl.Classify(ctx, req)
+					if err != nil {
+						return err
+					}
+					if c.asJSON {
+						return writeJSON(s.stdout, resp)
+					}
+					return printClassify(s.stdout, resp)
+				})
+			}
+		}}
+}
+
+func printClassify(w io.Writer, resp *engine.ClassifyResponse) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if len(resp.Filters) > 0 {
 		fmt.Fprintln(tw, "ID\tWEIGHT\tACTION\tVERDICT\tNAME\tWHY")
 	}
@@ -64,17 +66,18 @@ func classifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if s.Evaluated {
 			verdict = s.Verdict.String()
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Filter.ID, s.Filter.Weight, s.Filter.Action, verdict, printable(s.Filter.Name), printable(why(s)))
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Filter.ID, s.Filter.Weight, s.Filter.Action, verdict, cli.Printable(s.Filter.Name), cli.Printable(why(s)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "%s: %s (as of log sequence %d)\n", resp.Decision, resp.Reason, resp.Seq)
+	_, err := fmt.Fprintf(w, "%s: %s (as of log sequence %d)\n", resp.Decision, resp.Reason, resp.Seq)
 	return err
 }
 
-// why is a step's reason, with who answered for its callout and what it
-// said beside its verdict: "(agent auditor: hits=2)".
+// why is a step's reason, with the agent that answered for its callout
+// and the note it gave (a callout-agent counts hits in its filter
+// context).
 func why(s engine.ClassifyStep) string {
 	switch {
 	case s.AgentID != "" && s.Note != "":

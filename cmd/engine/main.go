@@ -1,123 +1,86 @@
 // Command engine runs the filter engine and manages it.
 //
-//	engine                      serve: embedded nats-server + stream + API
-//	engine callout add|delete|list ...
-//	engine filter add|delete|list ...
+//	engine [serve]              embedded nats-server + stream + API
+//	engine callout add|delete|get|list ...
+//	engine filter add|delete|get|list ...
 //	engine tx apply FILE.json   one atomic transaction
-//	engine load FILE.json       any number of operations, in transactions of 1000
+//	engine load FILE.json       a bulk load, in transactions of up to 1000
 //	engine classify --layer L --field NAME=VALUE ...
 //	engine session open|keepalive|run|close|list ...   dynamic sessions
 //	engine events [--callout UUID] [--from-seq N] [--follow] [--archive]
 //	engine decode               one event payload on stdin, JSON on stdout
 //	engine permissions ROLE     the NATS permissions of an agent, operator, manager or the engine
 //
-// Run any subcommand with -h for its flags.
+// `engine --help` lists every command with its flags, `engine COMMAND
+// --help` says what one does; both are generated from the flag sets
+// (package cli), as README.md's command list is checked to be.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/wfpnats/wfp/internal/cli"
+	"github.com/wfpnats/wfp/internal/natsconn"
 )
 
-const usage = `usage:
-  engine [serve] [--listen 127.0.0.1:4222] [--data ./data] [--server-config FILE] [--nats-url URL] [--sync always|INTERVAL] [--accept-log-loss] [--horizon 24h] [--archive]
-  engine callout add --key UUID --name NAME [--layer LAYER] [--session ID] [--json]
-  engine callout delete --key UUID
-  engine callout list [--json]
-  engine filter add [--key UUID] --name NAME --layer LAYER [--weight N] --action ACTION [--callout UUID] [--condition FIELD=VALUE]... [--notify-timeout 5s] [--session ID] [--json]
-  engine filter delete (--key UUID | --id N)
-  engine filter list [--callout UUID] [--layer LAYER] [--provider UUID] [--json]
-  engine tx apply FILE.json [--json] [--notify-timeout 5s] [--session ID]
-  engine load FILE.json [--in-flight 4] [--json] [--notify-timeout 5s]
-  engine classify --layer LAYER [--field NAME=VALUE]... [--json]
-  engine session open --dynamic [--name N] [--lease 10s] [--json]
-  engine session keepalive ID
-  engine session run --dynamic [--name N] [--lease 10s] -- CMD [ARG]...
-  engine session close ID [--json]
-  engine session list [--json]
-  engine events [--callout UUID] [--from-seq N] [--follow] [--archive]
-  engine decode < payload
-  engine permissions agent --callout UUID --agent-id ID [--durable NAME] [--json]
-  engine permissions operator|manager|engine [--json]
-Management commands take --server URL (default $NATS_URL, else nats://127.0.0.1:4222)
-and the nats CLI's credentials: --creds, --nkey, --user with --password-file or
-$NATS_PASSWORD, --token-file or $NATS_TOKEN, --tlsca, --tlscert, --tlskey.
---session defaults to $WFP_SESSION, which session run sets for its command.
+// exitRejected is tx apply's exit status when the transaction committed
+// but an agent rejected one of its filters (R7: that filter was taken
+// back).
+const exitRejected = 3
+
+const notes = `Connection flags: --server URL (default $NATS_URL, else nats://127.0.0.1:4222), and the nats
+CLI's credentials: --creds, --nkey, --user with --password-file or $NATS_PASSWORD, --token-file or
+$NATS_TOKEN, --tlsca, --tlscert, --tlskey (and their NATS_* variables). --session defaults to
+$WFP_SESSION, which session run sets for its command.
+
+Exit status: 0 done; 1 refused or failed (the message says why: an FWP_E_* code for a refusal);
+2 the command line is wrong (nothing was done); 3 tx apply committed, but an agent rejected one of
+its filters (taken back again, R7); session run exits as its command did.
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	var code exitCode
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
-	case errors.As(err, &code): // session run: the command's own exit status
-		os.Exit(int(code))
-	default:
-		fmt.Fprintln(os.Stderr, "engine:", printable(err.Error()))
-		os.Exit(1)
-	}
+	os.Exit(cli.Exit("engine", err, os.Stderr))
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (len(args[0]) > 0 && args[0][0] == '-') {
-		return serve(ctx, args, stderr)
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "serve":
-		return serve(ctx, rest, stderr)
-	case "decode":
-		return decode(stdin, stdout)
-	case "permissions":
-		return permissionsCmd(ctx, rest, stdout, stderr)
-	case "events":
-		return eventsCmd(ctx, rest, stdout, stderr)
-	case "tx":
-		return txCmd(ctx, rest, stdin, stdout, stderr)
-	case "load":
-		return loadCmd(ctx, rest, stdin, stdout, stderr)
-	case "classify":
-		return classifyCmd(ctx, rest, stdout, stderr)
-	case "session":
-		return sessionCmd(ctx, rest, stdin, stdout, stderr)
-	case "callout", "filter":
-		if len(rest) == 0 {
-			return fmt.Errorf("%s needs a verb: add, delete or list\n%s", sub, usage)
-		}
-		return manage(ctx, sub, rest[0], rest[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	return fmt.Errorf("unknown command %q\n%s", sub, usage)
+	return program(stdin, stdout, stderr).Run(ctx, args)
 }
 
-// newFlags returns a flag set that reports errors instead of exiting, so
-// run stays testable.
-func newFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+// program is the engine command: every subcommand, in the order its help
+// (and README.md) lists them.
+func program(stdin io.Reader, stdout, stderr io.Writer) *cli.Program {
+	s := streams{stdin, stdout, stderr}
+	return &cli.Program{
+		Name:    "engine",
+		Summary: "a WFP-style filter engine whose callout notifications are an event log on NATS JetStream",
+		Default: "serve",
+		Stdout:  stdout,
+		Groups:  []cli.Group{{Name: "connection flags", Flags: natsconn.FlagNames}},
+		Notes:   notes,
+		Commands: []*cli.Command{
+			serveCommand(s),
+			calloutAdd(s), calloutDelete(s), calloutGet(s), calloutList(s),
+			filterAdd(s), filterDelete(s), filterGet(s), filterList(s),
+			txApply(s), loadCommand(s),
+			classifyCommand(s),
+			sessionOpen(s), sessionKeepalive(s), sessionRun(s), sessionClose(s), sessionList(s),
+			eventsCommand(s),
+			decodeCommand(s),
+			permissionsAgent(s), permissionsRole(s, "operator"), permissionsRole(s, "manager"), permissionsRole(s, "engine"),
+			mirrorCommand(s),
+		},
+	}
 }
 
-// parse parses fs and refuses stray positional arguments, which are almost
-// always a forgotten "--".
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
-	}
-	return nil
+// streams are the command's standard streams.
+type streams struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -21,15 +22,15 @@ import (
 	"github.com/wfpnats/wfp/jetstream"
 )
 
-// cli runs the command in-process against a real embedded server with an
+// engineCLI runs the command in-process against a real embedded server with an
 // engine on it.
-type cli struct {
+type engineCLI struct {
 	t   *testing.T
 	url string
 	js  natsjs.JetStream
 }
 
-func newCLI(t *testing.T) *cli {
+func newCLI(t *testing.T) *engineCLI {
 	srv := testkit.Server(t)
 	nc := testkit.Conn(t, srv)
 	e, err := engine.Start(context.Background(), nc, engine.Config{Logger: slog.New(slog.DiscardHandler), Archive: jetstream.ArchiveName("WFP")})
@@ -37,11 +38,11 @@ func newCLI(t *testing.T) *cli {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	return &cli{t, srv.ClientURL(), testkit.JetStream(t, nc)}
+	return &engineCLI{t, srv.ClientURL(), testkit.JetStream(t, nc)}
 }
 
 // run runs one command line and returns stdout and the error.
-func (c *cli) run(args ...string) (string, error) {
+func (c *engineCLI) run(args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	words := 0 // the command words come before the first flag
 	for words < len(args) && !strings.HasPrefix(args[words], "-") {
@@ -52,7 +53,7 @@ func (c *cli) run(args ...string) (string, error) {
 	return stdout.String(), err
 }
 
-func (c *cli) ok(args ...string) string {
+func (c *engineCLI) ok(args ...string) string {
 	c.t.Helper()
 	out, err := c.run(args...)
 	if err != nil {
@@ -318,5 +319,71 @@ func TestPermissionsCommand(t *testing.T) {
 		if err := run(context.Background(), bad, nil, io.Discard, io.Discard); err == nil {
 			t.Errorf("%q: want error", bad)
 		}
+	}
+}
+
+// filter get and callout get show one object; a missing one is refused
+// with its code.
+func TestGetCommands(t *testing.T) {
+	c := newCLI(t)
+	c.ok("callout", "add", "--key", calloutKey, "--name", "inspector", "--layer", "ALE_AUTH_CONNECT_V4")
+	c.ok("filter", "add", "--key", "11111111-1111-4111-8111-111111111111", "--name", "telnet", "--layer", "ALE_AUTH_CONNECT_V4",
+		"--action", "callout-inspection", "--callout", calloutKey, "--condition", "IP_REMOTE_PORT=23")
+	for _, ref := range [][]string{{"--id", "2"}, {"--key", "11111111-1111-4111-8111-111111111111"}} {
+		var f events.Filter
+		if err := json.Unmarshal([]byte(c.ok(append([]string{"filter", "get"}, ref...)...)), &f); err != nil || f.ID != 2 ||
+			f.Name != "telnet" || len(f.Conditions) != 1 || f.CalloutKey != calloutKey {
+			t.Fatalf("filter get %v: %+v (%v)", ref, f, err)
+		}
+	}
+	out := c.ok("callout", "get", "--key", calloutKey)
+	if !regexp.MustCompile(`(?m)^` + calloutKey + ` +inspector +ALE_AUTH_CONNECT_V4 +1 +no +-$`).MatchString(out) {
+		t.Fatalf("callout get:\n%s", out)
+	}
+	var info engine.CalloutInfo
+	if err := json.Unmarshal([]byte(c.ok("callout", "get", "--key", calloutKey, "--json")), &info); err != nil || info.FilterCount != 1 || info.Name != "inspector" {
+		t.Fatalf("callout get --json: %+v (%v)", info, err)
+	}
+	if _, err := c.run("filter", "get", "--id", "9"); err == nil || !strings.Contains(err.Error(), "FWP_E_FILTER_NOT_FOUND") {
+		t.Fatalf("filter get of no filter: %v", err)
+	}
+	if _, err := c.run("callout", "get", "--key", "5b1f0c0e-8a43-4b8e-9d7c-3c2f2d1a0b01"); err == nil || !strings.Contains(err.Error(), "FWP_E_CALLOUT_NOT_FOUND") {
+		t.Fatalf("callout get of no callout: %v", err)
+	}
+}
+
+// events --from-seq past the end of the log says where the log ends; one
+// just past it (where a reader that saw everything resumes) prints
+// nothing, and so does --follow until the log gets there.
+func TestEventsFromPastTheEnd(t *testing.T) {
+	c := newCLI(t)
+	c.ok("callout", "add", "--key", calloutKey, "--name", "inspector")
+	c.ok("filter", "add", "--name", "x", "--layer", "ALE_AUTH_CONNECT_V4", "--action", "block")
+	if out := c.ok("events", "--from-seq", "3"); out != "" {
+		t.Fatalf("events from the next sequence printed %q", out)
+	}
+	_, err := c.run("events", "--from-seq", "9")
+	if err == nil || !strings.Contains(err.Error(), "--from-seq 9 is past the end of the log: stream WFP ends at sequence 2") {
+		t.Fatalf("events --from-seq 9: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut testkit.SyncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"events", "--server", c.url, "--from-seq", "4", "--follow"}, nil, &out, &errOut)
+	}()
+	testkit.Eventually(t, "the note on where the log ends", func() bool {
+		return strings.Contains(errOut.String(), "engine: the log ends at sequence 2; waiting for sequence 4")
+	})
+	c.ok("filter", "add", "--name", "y", "--layer", "ALE_AUTH_CONNECT_V4", "--action", "block")
+	c.ok("filter", "add", "--name", "z", "--layer", "ALE_AUTH_CONNECT_V4", "--action", "block")
+	testkit.Eventually(t, "the event at sequence 4", func() bool { return strings.Contains(out.String(), `"seq":4`) })
+	if strings.Contains(out.String(), `"seq":3`) {
+		t.Fatalf("events from 4 printed 3:\n%s", out.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

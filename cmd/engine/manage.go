@@ -6,16 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/cli"
 	"github.com/wfpnats/wfp/internal/natsconn"
 )
 
@@ -27,7 +25,7 @@ type conn struct {
 
 func (c *conn) register(fs *flag.FlagSet) {
 	c.Flags.Register(fs)
-	fs.StringVar(&c.prefix, "prefix", events.DefaultPrefix, "subject prefix of the engine")
+	fs.StringVar(&c.prefix, "prefix", events.DefaultPrefix, "subject `PREFIX` of the engine")
 }
 
 func (c *conn) dial() (*nats.Conn, error) { return c.Connect("wfp-engine-cli") }
@@ -52,136 +50,250 @@ type flagList []string
 func (l *flagList) String() string     { return strings.Join(*l, ",") }
 func (l *flagList) Set(s string) error { *l = append(*l, s); return nil }
 
-func manage(ctx context.Context, noun, verb string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(noun+" "+verb, stderr)
-	var c conn
-	c.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	var act func(*engine.Client) error
+// client is what every management command shares: its connection flags
+// and --json, then a client of the engine.
+type client struct {
+	conn
+	asJSON bool
+	s      streams
+}
 
-	switch noun + " " + verb {
-	case "callout add":
-		var co events.Callout
-		fs.StringVar(&co.Key, "key", "", "callout key (UUID; required)")
-		fs.StringVar(&co.Name, "name", "", "display name (required)")
-		fs.StringVar(&co.Description, "description", "", "description")
-		fs.StringVar(&co.Layer, "layer", "", "the layer the callout applies to (filters naming it must be in it)")
-		fs.Var((*flagList)(&co.Flags), "flag", "callout flag (repeatable): "+strings.Join(events.CalloutFlags, ", "))
-		sessionFlag(fs, &co.Session)
-		act = func(cl *engine.Client) error {
-			if co.Key == "" {
-				return fmt.Errorf("callout add: --key is required")
-			}
-			got, err := cl.AddCallout(ctx, co)
-			if err != nil {
-				return err
-			}
-			if *asJSON {
-				return writeJSON(stdout, got)
-			}
-			_, err = fmt.Fprintf(stdout, "added callout %s %q\n", got.Key, got.Name)
-			return err
-		}
-	case "callout delete":
-		key := fs.String("key", "", "callout key (UUID; required)")
-		act = func(cl *engine.Client) error {
-			if err := cl.DeleteCallout(ctx, *key); err != nil {
-				return err
-			}
-			_, err := fmt.Fprintf(stdout, "deleted callout %s\n", *key)
-			return err
-		}
-	case "callout list":
-		act = func(cl *engine.Client) error {
-			resp, err := cl.ListCallouts(ctx)
-			if err != nil {
-				return err
-			}
-			if *asJSON {
-				return writeJSON(stdout, resp.Callouts)
-			}
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CALLOUT\tNAME\tLAYER\tFILTERS\tREGISTERED\tAGENTS")
-			for _, co := range resp.Callouts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", co.Key, printable(co.Name), printable(dash(co.Layer)), co.FilterCount, yesNo(co.Registered), printable(agentList(co.Agents)))
-			}
-			return tw.Flush()
-		}
-	case "filter add":
-		var f events.Filter
-		var action string
-		fs.StringVar(&f.Key, "key", "", "filter key (UUID; default: a new one)")
-		fs.StringVar(&f.Name, "name", "", "display name (required)")
-		fs.StringVar(&f.Description, "description", "", "description")
-		fs.StringVar(&f.Layer, "layer", "", "layer (required)")
-		fs.Uint64Var(&f.Weight, "weight", 0, "weight")
-		fs.StringVar(&action, "action", "", "action, one of "+actionNames()+" (required)")
-		fs.StringVar(&f.CalloutKey, "callout", "", "callout key, for callout actions")
-		fs.StringVar(&f.ProviderKey, "provider", "", "provider key (UUID)")
-		fs.Var((*conditions)(&f.Conditions), "condition", "condition FIELD=VALUE (repeatable)")
-		fs.Var((*flagList)(&f.Flags), "flag", "filter flag (repeatable): "+strings.Join(events.FilterFlags, ", "))
-		sessionFlag(fs, &f.Session)
-		notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for the callout's agents to accept the filter")
-		act = func(cl *engine.Client) error {
-			f.Action = events.ActionType(action)
-			got, err := cl.AddFilter(ctx, f, engine.WithNotifyTimeout(*notifyTimeout))
-			if err != nil {
-				return err
-			}
-			if *asJSON {
-				return writeJSON(stdout, got)
-			}
-			_, err = fmt.Fprintf(stdout, "added filter %s id %d\n", got.Key, got.ID)
-			return err
-		}
-	case "filter delete":
-		var ref engine.FilterRef
-		fs.StringVar(&ref.FilterKey, "key", "", "filter key")
-		fs.Uint64Var(&ref.FilterID, "id", 0, "filter id")
-		act = func(cl *engine.Client) error {
-			if (ref.FilterKey == "") == (ref.FilterID == 0) {
-				return fmt.Errorf("filter delete: give --key or --id")
-			}
-			if err := cl.DeleteFilter(ctx, ref); err != nil {
-				return err
-			}
-			_, err := fmt.Fprintf(stdout, "deleted filter %s\n", refString(ref))
-			return err
-		}
-	case "filter list":
-		var t engine.ListFiltersRequest
-		fs.StringVar(&t.CalloutKey, "callout", "", "only filters naming this callout")
-		fs.StringVar(&t.Layer, "layer", "", "only filters in this layer")
-		fs.StringVar(&t.ProviderKey, "provider", "", "only filters of this provider")
-		act = func(cl *engine.Client) error {
-			resp, err := cl.ListFilters(ctx, t)
-			if err != nil {
-				return err
-			}
-			if *asJSON {
-				return writeJSON(stdout, resp.Filters)
-			}
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tFILTER\tCALLOUT\tLAYER\tACTION\tNAME")
-			for _, f := range resp.Filters {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", f.ID, f.Key, dash(f.CalloutKey), printable(f.Layer), printable(string(f.Action)), printable(f.Name))
-			}
-			fmt.Fprintf(tw, "(%d filters as of log sequence %d)\n", len(resp.Filters), resp.Seq)
-			return tw.Flush()
-		}
-	default:
-		return fmt.Errorf("unknown command %q\n%s", noun+" "+verb, usage)
-	}
+func (c *client) register(fs *flag.FlagSet, s streams) {
+	c.conn.register(fs)
+	c.s = s
+	fs.BoolVar(&c.asJSON, "json", false, "print JSON")
+}
 
-	if err := parse(fs, args); err != nil {
-		return err
-	}
+// do connects and runs act with a client of the engine.
+func (c *client) do(act func(*engine.Client) error) error {
 	nc, err := c.dial()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	return act(engine.NewClient(nc, engine.WithPrefix(c.prefix)))
+}
+
+func calloutAdd(s streams) *cli.Command {
+	return &cli.Command{Name: "callout add", Summary: "Add a callout object: what filters with a callout action name.",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c client
+			c.register(fs, s)
+			var co events.Callout
+			fs.StringVar(&co.Key, "key", "", "callout key, a `UUID` (required)")
+			fs.StringVar(&co.Name, "name", "", "display `NAME` (required)")
+			fs.StringVar(&co.Description, "description", "", "description `TEXT`")
+			fs.StringVar(&co.Layer, "layer", "", "the `LAYER` the callout applies to (filters naming it must be in it)")
+			fs.Var((*flagList)(&co.Flags), "flag", "callout `FLAG` (repeatable): "+strings.Join(events.CalloutFlags, ", "))
+			sessionFlag(fs, &co.Session)
+			return func(ctx context.Context, _ []string) error {
+				return c.do(func(cl *engine.Client) error {
+					got, err := cl.AddCallout(ctx, co)
+					if err != nil {
+						return err
+					}
+					if c.asJSON {
+						return writeJSON(s.stdout, got)
+					}
+					_, err = fmt.Fprintf(s.stdout, "added callout %s %q\n", got.Key, got.Name)
+					return err
+				})
+			}
+		}}
+}
+
+func calloutDelete(s streams) *cli.Command {
+	return &cli.Command{Name: "callout delete", Summary: "Delete a callout object; refused (FWP_E_IN_USE) while filters name it.",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c conn
+			c.register(fs)
+			key := fs.String("key", "", "callout key, a `UUID` (required)")
+			return func(ctx context.Context, _ []string) error {
+				return (&client{conn: c}).do(func(cl *engine.Client) error {
+					if err := cl.DeleteCallout(ctx, *key); err != nil {
+						return err
+					}
+					_, err := fmt.Fprintf(s.stdout, "deleted callout %s\n", *key)
+					return err
+				})
+			}
+		}}
+}
+
+func calloutGet(s streams) *cli.Command {
+	return &cli.Command{Name: "callout get", Summary: "Show one callout object: the filters naming it and the agents registered for it.",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c client
+			c.register(fs, s)
+			key := fs.String("key", "", "callout key, a `UUID` (required)")
+			return func(ctx context.Context, _ []string) error {
+				return c.do(func(cl *engine.Client) error {
+					co, err := cl.GetCallout(ctx, *key)
+					if err != nil {
+						return err
+					}
+					if c.asJSON {
+						return writeJSON(s.stdout, co)
+					}
+					return printCallouts(s.stdout, []engine.CalloutInfo{*co})
+				})
+			}
+		}}
+}
+
+func calloutList(s streams) *cli.Command {
+	return &cli.Command{Name: "callout list", Summary: "List the callout objects, with the filters naming each and the agents registered for it.",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c client
+			c.register(fs, s)
+			return func(ctx context.Context, _ []string) error {
+				return c.do(func(cl *engine.Client) error {
+					resp, err := cl.ListCallouts(ctx)
+					if err != nil {
+						return err
+					}
+					if c.asJSON {
+						return writeJSON(s.stdout, resp.Callouts)
+					}
+					return printCallouts(s.stdout, resp.Callouts)
+				})
+			}
+		}}
+}
+
+func printCallouts(w io.Writer, cs []engine.CalloutInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CALLOUT\tNAME\tLAYER\tFILTERS\tREGISTERED\tAGENTS")
+	for _, co := range cs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", co.Key, cli.Printable(co.Name), cli.Printable(dash(co.Layer)), co.FilterCount,
+			yesNo(co.Registered), cli.Printable(agentList(co.Agents)))
+	}
+	return tw.Flush()
+}
+
+func filterAdd(s streams) *cli.Command {
+	return &cli.Command{Name: "filter add",
+		Summary: "Add a filter. One naming a callout with running agents is added once they all accept it (R7).",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c client
+			c.register(fs, s)
+			var f events.Filter
+			var action string
+			fs.StringVar(&f.Key, "key", "", "filter key, a `UUID` (default: a new one)")
+			fs.StringVar(&f.Name, "name", "", "display `NAME` (required)")
+			fs.StringVar(&f.Description, "description", "", "description `TEXT`")
+			fs.StringVar(&f.Layer, "layer", "", "`LAYER`, e.g. ALE_AUTH_CONNECT_V4 (required)")
+			fs.Uint64Var(&f.Weight, "weight", 0, "weight `N`")
+			fs.StringVar(&action, "action", "", "`ACTION`, one of "+actionNames()+" (required)")
+			fs.StringVar(&f.CalloutKey, "callout", "", "callout key, a `UUID`, for callout actions")
+			fs.StringVar(&f.ProviderKey, "provider", "", "provider key, a `UUID`")
+			fs.Var((*conditions)(&f.Conditions), "condition", "condition `FIELD=VALUE` (repeatable)")
+			fs.Var((*flagList)(&f.Flags), "flag", "filter `FLAG` (repeatable): "+strings.Join(events.FilterFlags, ", "))
+			sessionFlag(fs, &f.Session)
+			notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for the callout's agents to accept the filter, a `DURATION`")
+			return func(ctx context.Context, _ []string) error {
+				f.Action = events.ActionType(action)
+				return c.do(func(cl *engine.Client) error {
+					got, err := cl.AddFilter(ctx, f, engine.WithNotifyTimeout(*notifyTimeout))
+					if err != nil {
+						return err
+					}
+					if c.asJSON {
+						return writeJSON(s.stdout, got)
+					}
+					_, err = fmt.Fprintf(s.stdout, "added filter %s id %d\n", got.Key, got.ID)
+					return err
+				})
+			}
+		}}
+}
+
+// filterRef registers --key and --id, of which a command takes one.
+func filterRef(fs *flag.FlagSet, ref *engine.FilterRef) func() error {
+	fs.StringVar(&ref.FilterKey, "key", "", "filter key, a `UUID` (or --id)")
+	fs.Uint64Var(&ref.FilterID, "id", 0, "filter id `N` (or --key)")
+	return func() error {
+		if (ref.FilterKey == "") == (ref.FilterID == 0) {
+			return cli.Usagef("give --key or --id")
+		}
+		return nil
+	}
+}
+
+func filterDelete(s streams) *cli.Command {
+	return &cli.Command{Name: "filter delete", Summary: "Delete a filter, by key or id. Every agent of its callout is told, and the delete stands whatever they answer.",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c conn
+			c.register(fs)
+			var ref engine.FilterRef
+			check := filterRef(fs, &ref)
+			return func(ctx context.Context, _ []string) error {
+				if err := check(); err != nil {
+					return err
+				}
+				return (&client{conn: c}).do(func(cl *engine.Client) error {
+					if err := cl.DeleteFilter(ctx, ref); err != nil {
+						return err
+					}
+					_, err := fmt.Fprintf(s.stdout, "deleted filter %s\n", refString(ref))
+					return err
+				})
+			}
+		}}
+}
+
+func filterGet(s streams) *cli.Command {
+	return &cli.Command{Name: "filter get", Summary: "Show one filter, by key or id, as JSON.",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c conn
+			c.register(fs)
+			var ref engine.FilterRef
+			check := filterRef(fs, &ref)
+			fs.Bool("json", true, "print JSON (the only format; accepted for symmetry)")
+			return func(ctx context.Context, _ []string) error {
+				if err := check(); err != nil {
+					return err
+				}
+				return (&client{conn: c}).do(func(cl *engine.Client) error {
+					f, err := cl.GetFilter(ctx, ref)
+					if err != nil {
+						return err
+					}
+					return writeJSON(s.stdout, f)
+				})
+			}
+		}}
+}
+
+func filterList(s streams) *cli.Command {
+	return &cli.Command{Name: "filter list", Summary: "List the filters that match every template flag given, in id order, as of one log sequence.",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c client
+			c.register(fs, s)
+			var t engine.ListFiltersRequest
+			fs.StringVar(&t.CalloutKey, "callout", "", "only filters naming this callout key, a `UUID`")
+			fs.StringVar(&t.Layer, "layer", "", "only filters in this `LAYER`")
+			fs.StringVar(&t.ProviderKey, "provider", "", "only filters of this provider key, a `UUID`")
+			return func(ctx context.Context, _ []string) error {
+				return c.do(func(cl *engine.Client) error {
+					resp, err := cl.ListFilters(ctx, t)
+					if err != nil {
+						return err
+					}
+					if c.asJSON {
+						return writeJSON(s.stdout, resp.Filters)
+					}
+					tw := tabwriter.NewWriter(s.stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ID\tFILTER\tCALLOUT\tLAYER\tACTION\tNAME")
+					for _, f := range resp.Filters {
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", f.ID, f.Key, dash(f.CalloutKey), cli.Printable(f.Layer),
+							cli.Printable(string(f.Action)), cli.Printable(f.Name))
+					}
+					fmt.Fprintf(tw, "(%d filters as of log sequence %d)\n", len(resp.Filters), resp.Seq)
+					return tw.Flush()
+				})
+			}
+		}}
 }
 
 // agentList shows a callout's registered agents: id, mode and options.
@@ -233,34 +345,4 @@ func actionNames() string {
 		names[i] = string(a)
 	}
 	return strings.Join(names, ", ")
-}
-
-// printable escapes what a terminal would act on: control characters
-// (escape sequences start with one), bidirectional overrides and invalid
-// UTF-8. The engine refuses them in what it stores now, but names and
-// messages also come from older logs and from agents.
-func printable(s string) string {
-	clean := true
-	for _, r := range s {
-		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for i, r := range s {
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], string(utf8.RuneError)):
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r):
-			q := strconv.QuoteToASCII(string(r))
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

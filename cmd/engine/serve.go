@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,65 +15,92 @@ import (
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/cli"
 	"github.com/wfpnats/wfp/internal/natsconn"
 	"github.com/wfpnats/wfp/jetstream"
 	"github.com/wfpnats/wfp/jetstream/embedded"
 )
 
-// serve runs the engine until ctx ends, on an external nats-server or an
-// embedded one:
+// serveCommand runs the engine until interrupted, on an external
+// nats-server or an embedded one:
 //
 //   - --nats-url URL: the external server at URL;
-//   - --listen, --data or --server-config: the embedded server;
+//   - --listen, --data, --server-config or --sync: the embedded server;
 //   - none of these: the external server at $NATS_URL if it is set, else
 //     the embedded server on 127.0.0.1:4222 with its data in ./data.
 //
 // The credential flags (natsconn) are the engine's own identity on
 // either; the embedded server asks for them when its configuration file
 // has users.
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("serve", stderr)
-	listen := fs.String("listen", embedded.DefaultListen, "address the embedded nats-server listens on")
-	data := fs.String("data", "./data", "directory the embedded nats-server stores JetStream in")
-	serverConfig := fs.String("server-config", "", "nats-server configuration file for the embedded server (users, accounts, permissions, TLS)")
-	natsURL := fs.String("nats-url", "", "use this nats-server instead of an embedded one (default $"+natsconn.EnvURL+" when no embedded-server flag is given)")
-	stream := fs.String("stream", events.DefaultStream, "stream holding the event log")
-	prefix := fs.String("prefix", events.DefaultPrefix, "subject prefix of events and API")
-	replicas := fs.Int("replicas", 1, "stream replicas (on a clustered external server)")
-	horizon := fs.Duration("horizon", engine.DefaultHorizon, "how long a delete stays in the log before it expires (whole seconds; 0 keeps deletes for ever); an agent away longer resyncs from a snapshot")
-	archive := fs.Bool("archive", false, "keep an archive stream that sources the log and keeps every event (read it with engine events --archive)")
-	archiveName := fs.String("archive-stream", "", "the archive stream's name (default: the log stream's name + \"_ARCHIVE\"; implies --archive)")
-	var sync syncPolicy
-	fs.Var(&sync, "sync", `when the embedded server fsyncs the log: "always" (before each write is acknowledged) or an interval such as 1s (default `+defaultSync+`)`)
-	acceptLoss := fs.Bool("accept-log-loss", false, "start writing even though the log lost events this engine acknowledged (it goes on past them, so no id is reused)")
-	var auth natsconn.Flags
-	auth.RegisterAuth(fs)
-	if err := parse(fs, args); err != nil {
-		return err
+func serveCommand(s streams) *cli.Command {
+	return &cli.Command{
+		Name:    "serve",
+		Summary: "Serve the engine: fold the log, answer the management API, write what it validates. The default command.",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var o serveOptions
+			fs.StringVar(&o.listen, "listen", embedded.DefaultListen, "`ADDR` the embedded nats-server listens on")
+			fs.StringVar(&o.data, "data", "./data", "`DIR` the embedded nats-server stores JetStream in")
+			fs.StringVar(&o.serverConfig, "server-config", "", "nats-server configuration `FILE` for the embedded server (users, accounts, permissions, TLS)")
+			fs.StringVar(&o.natsURL, "nats-url", "", "use the nats-server at `URL` instead of an embedded one (default $"+natsconn.EnvURL+" when no embedded-server flag is given)")
+			fs.StringVar(&o.stream, "stream", events.DefaultStream, "`NAME` of the stream holding the event log")
+			fs.StringVar(&o.prefix, "prefix", events.DefaultPrefix, "subject `PREFIX` of events and API")
+			fs.IntVar(&o.replicas, "replicas", 1, "stream replicas `N` (on a clustered external server)")
+			fs.DurationVar(&o.horizon, "horizon", engine.DefaultHorizon, "how long a delete stays in the log before it expires, a `DURATION` in whole seconds (0 keeps deletes for ever); an agent away longer resyncs from a snapshot")
+			fs.BoolVar(&o.archive, "archive", false, "keep an archive stream that sources the log and keeps every event (read it with engine events --archive)")
+			fs.StringVar(&o.archiveName, "archive-stream", "", "`NAME` of the archive stream (default: the log stream's name + \"_ARCHIVE\"; implies --archive)")
+			fs.Var(&o.sync, "sync", "when the embedded server fsyncs the log, `always|INTERVAL`: before each write is acknowledged, or every interval such as 1s (default "+defaultSync+")")
+			fs.BoolVar(&o.acceptLoss, "accept-log-loss", false, "start writing even though the log lost events this engine acknowledged (it goes on past them, so no id is reused)")
+			fs.BoolVar(&o.serverLog, "server-log", false, "log the embedded nats-server's notices too (its startup banner); its warnings and errors are always logged")
+			cli.MetricsFlag(fs, &o.metricsAddr)
+			o.logs.Register(fs)
+			o.auth.RegisterAuth(fs)
+			return func(ctx context.Context, _ []string) error {
+				o.given = map[string]bool{}
+				fs.Visit(func(f *flag.Flag) { o.given[f.Name] = true })
+				return serve(ctx, o, s.stderr)
+			}
+		},
 	}
-	if sync.s == "" {
-		_ = sync.Set(defaultSync)
-	}
-	if *horizon < 0 {
-		return fmt.Errorf("--horizon %v: want 0 (for ever) or a positive duration", *horizon)
-	}
-	h := *horizon
-	if h == 0 {
-		h = engine.NoHorizon
-	}
-	arch := *archiveName
-	if arch == "" && *archive {
-		arch = jetstream.ArchiveName(*stream)
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+}
 
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	embeddedFlag := given["listen"] || given["data"] || given["server-config"] || given["sync"]
-	url := *natsURL
+// serveOptions are serve's flags.
+type serveOptions struct {
+	listen, data, serverConfig, natsURL string
+	stream, prefix                      string
+	replicas                            int
+	horizon                             time.Duration
+	archive                             bool
+	archiveName                         string
+	sync                                syncPolicy
+	acceptLoss, serverLog               bool
+	metricsAddr                         string
+	logs                                cli.LogFlags
+	auth                                natsconn.Flags
+	given                               map[string]bool // the flags given on the command line
+}
+
+func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
+	if o.sync.s == "" {
+		_ = o.sync.Set(defaultSync)
+	}
+	log := o.logs.Logger(stderr)
+	if o.horizon < 0 {
+		return cli.Usagef("--horizon %v: want 0 (for ever) or a positive duration", o.horizon)
+	}
+	horizon := o.horizon
+	if horizon == 0 {
+		horizon = engine.NoHorizon
+	}
+	archive := o.archiveName
+	if archive == "" && o.archive {
+		archive = jetstream.ArchiveName(o.stream)
+	}
+
+	embeddedFlag := o.given["listen"] || o.given["data"] || o.given["server-config"] || o.given["sync"]
+	url := o.natsURL
 	switch {
 	case url != "" && embeddedFlag:
-		return errors.New("--nats-url names an external server; --listen, --data, --server-config and --sync are for the embedded one: give one or the other")
+		return cli.Usagef("--nats-url names an external server; --listen, --data, --server-config and --sync are for the embedded one: give one or the other")
 	case url == "" && !embeddedFlag:
 		if url = os.Getenv(natsconn.EnvURL); url != "" {
 			log.Info("serving on the server at $"+natsconn.EnvURL+"; give --listen or --data for the embedded server instead",
@@ -85,8 +111,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var nc *nats.Conn
 	var mark engine.Mark
 	if url != "" {
-		auth.URL = url
-		c, err := auth.Connect("wfp-engine", nats.MaxReconnects(-1))
+		o.auth.URL = url
+		// Reconnect at once to another server, and every 250 ms to a lone
+		// one coming back (nats.go waits 2 s by default): while the engine
+		// is away no add is served.
+		c, err := o.auth.Connect("wfp-engine", nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 		if err != nil {
 			return err
 		}
@@ -98,35 +127,42 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			nc.Close()
 			return err
 		}
-		if mark, err = engine.OpenKVMark(ctx, js, engine.MarkBucket, *stream, *replicas); err != nil {
+		if mark, err = engine.OpenKVMark(ctx, js, engine.MarkBucket, o.stream, o.replicas); err != nil {
 			nc.Close()
 			return err
 		}
 	} else {
-		dir, err := filepath.Abs(*data)
+		dir, err := filepath.Abs(o.data)
 		if err != nil {
 			return err
 		}
-		opts := embedded.Options{StoreDir: dir, ConfigFile: *serverConfig, SyncAlways: sync.always, SyncInterval: sync.every}
-		if *serverConfig == "" || given["listen"] {
-			opts.Listen = *listen
+		// The server's notices (a 28-line banner) only when asked for;
+		// its warnings and errors always, in the engine's log format.
+		quiet := slog.LevelWarn
+		if o.serverLog {
+			quiet = slog.LevelInfo
+		}
+		opts := embedded.Options{StoreDir: dir, ConfigFile: o.serverConfig, SyncAlways: o.sync.always, SyncInterval: o.sync.every,
+			Logger: slog.New(o.logs.Handler(stderr, quiet)).With("component", "nats-server")}
+		if o.serverConfig == "" || o.given["listen"] {
+			opts.Listen = o.listen
 		}
 		srv, err := embedded.Start(opts)
 		if err != nil {
 			return err
 		}
 		defer srv.Shutdown()
-		log.Info("embedded nats-server", "url", srv.ClientURL(), "data", dir, "sync", sync.String())
+		log.Info("embedded nats-server", "url", srv.ClientURL(), "data", dir, "sync", o.sync.String())
 		// The mark is a file beside the store, fsynced on each write: the
 		// data directory is this engine's alone (embedded.Start locks it).
-		fm, err := engine.OpenFileMark(filepath.Join(dir, "engine-"+*stream+".mark"))
+		fm, err := engine.OpenFileMark(filepath.Join(dir, "engine-"+o.stream+".mark"))
 		if err != nil {
 			return err
 		}
 		defer fm.Close()
 		mark = fm
 		// In process there is no network to protect: credentials, no TLS.
-		own, err := auth.AuthOptions()
+		own, err := o.auth.AuthOptions()
 		if err != nil {
 			return err
 		}
@@ -138,11 +174,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer nc.Close()
 
 	e, err := engine.Start(ctx, nc, engine.Config{
-		Stream: *stream, Prefix: *prefix, Replicas: *replicas,
-		Horizon: h, Archive: arch,
-		Logger: log, Mark: mark, AcceptLogLoss: *acceptLoss,
+		Stream: o.stream, Prefix: o.prefix, Replicas: o.replicas,
+		Horizon: horizon, Archive: archive,
+		Logger: log, Mark: mark, AcceptLogLoss: o.acceptLoss,
 	})
 	if err != nil {
+		return err
+	}
+	if err := cli.ServeMetrics(ctx, o.metricsAddr, log, e.Collector()); err != nil {
+		e.Close()
 		return err
 	}
 	<-ctx.Done()

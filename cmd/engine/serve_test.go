@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -70,5 +72,64 @@ func TestListingTwentyThousandFilters(t *testing.T) {
 	}
 	if out := c.ok("filter", "list", "--callout", "{"+strings.ToUpper(calloutKey)+"}", "--json"); strings.Count(out, `"filterKey"`) != n {
 		t.Fatalf("filter list --callout {UPPER} --json: %d filters", strings.Count(out, `"filterKey"`))
+	}
+}
+
+// serveFor runs serve with args until the test ends, and returns its log
+// once it is ready.
+func serveFor(t *testing.T, args ...string) *testkit.SyncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs testkit.SyncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0"}, args...), nil, nil, &logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve %v: %v", args, err)
+		}
+	})
+	testkit.Eventually(t, "the engine to be ready", func() bool { return strings.Contains(logs.String(), "engine ready") })
+	return &logs
+}
+
+// The embedded server's notices (its startup banner) are logged only
+// with --server-log; --log-format json makes every line a JSON object.
+func TestServeLogs(t *testing.T) {
+	logs := serveFor(t, "--log-format", "json")
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Level == "" || rec.Msg == "" {
+			t.Fatalf("--log-format json wrote %q (%v)", line, err)
+		}
+	}
+	if strings.Contains(logs.String(), "Starting nats-server") {
+		t.Fatalf("the server's banner without --server-log:\n%s", logs.String())
+	}
+	logs = serveFor(t, "--server-log")
+	if !regexp.MustCompile(`level=INFO msg="Starting nats-server" component=nats-server`).MatchString(logs.String()) {
+		t.Fatalf("no server banner with --server-log:\n%s", logs.String())
+	}
+}
+
+// --metrics-addr serves the engine's metrics, and the Go runtime's, in
+// the Prometheus text format.
+func TestServeMetrics(t *testing.T) {
+	logs := serveFor(t, "--metrics-addr", "127.0.0.1:0")
+	var url string
+	testkit.Eventually(t, "the metrics URL in the log", func() bool {
+		m := regexp.MustCompile(`msg="serving metrics" url=(\S+)`).FindStringSubmatch(logs.String())
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	})
+	m := testkit.Scrape(t, url)
+	for _, name := range []string{"wfp_engine_log_sequence", "wfp_engine_events_written_total", "go_goroutines"} {
+		if m.Value(name) < 0 {
+			t.Errorf("no %s in the scrape", name)
+		}
 	}
 }

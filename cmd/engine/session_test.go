@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/wfpnats/wfp/internal/cli"
 )
 
 func TestClassifyCommand(t *testing.T) {
@@ -75,7 +77,7 @@ func TestSessionCommands(t *testing.T) {
 	// run: the command sees the session in $WFP_SESSION, its exit status
 	// is the command's, and the session is closed after it.
 	out, err := c.run("session", "run", "--dynamic", "--", "sh", "-c", `echo "$WFP_SESSION"; exit 3`)
-	var code exitCode
+	var code cli.ExitCode
 	if !errors.As(err, &code) || code != 3 {
 		t.Fatalf("session run: %v, want the command's exit status 3", err)
 	}

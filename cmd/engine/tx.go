@@ -7,77 +7,111 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/wfpnats/wfp/engine"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/cli"
 )
 
-// txCmd applies a transaction file: {"ops":[...]} or just the ops array.
-func txCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "apply" {
-		return fmt.Errorf("usage: engine tx apply FILE.json (- for stdin)")
-	}
-	fs := newFlags("tx apply", stderr)
-	var c conn
-	c.register(fs)
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for callout agents to accept the added filters")
-	var session string
-	sessionFlag(fs, &session)
-	req, err := parseFileArgs(fs, args[1:], "engine tx apply", stdin)
-	if err != nil {
-		return err
-	}
+// txApply applies a transaction file: {"ops":[...]} or just the ops
+// array. It exits with exitRejected when an agent rejected one of the
+// transaction's filters.
+func txApply(s streams) *cli.Command {
+	return &cli.Command{Name: "tx apply", Args: "FILE.json", NArgs: 1,
+		Summary: "Apply a transaction atomically: {\"ops\":[...]} or the array of operations, from FILE.json or - for stdin. " +
+			"Exits 3 when it committed but an agent rejected one of its filters (R7).",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c client
+			c.register(fs, s)
+			notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for callout agents to accept the added filters, a `DURATION`")
+			var session string
+			sessionFlag(fs, &session)
+			return func(ctx context.Context, args []string) error {
+				req, err := readTx(args[0], s.stdin)
+				if err != nil {
+					return err
+				}
+				var resp *engine.TxResponse
+				err = c.do(func(cl *engine.Client) (err error) {
+					resp, err = cl.ApplyTx(ctx, req.Ops, engine.WithNotifyTimeout(*notifyTimeout), engine.WithSession(cmp.Or(req.SessionID, session)))
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if c.asJSON {
+					err = writeJSON(s.stdout, resp)
+				} else {
+					err = printTx(s.stdout, resp)
+				}
+				if err == nil && len(resp.Rejected) > 0 {
+					return cli.ExitCode(exitRejected)
+				}
+				return err
+			}
+		}}
+}
 
-	nc, err := c.dial()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	resp, err := engine.NewClient(nc, engine.WithPrefix(c.prefix)).ApplyTx(ctx, req.Ops, engine.WithNotifyTimeout(*notifyTimeout),
-		engine.WithSession(cmp.Or(req.SessionID, session)))
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(stdout, resp)
-	}
-	fmt.Fprintf(stdout, "committed %d operation(s) at log sequences %d-%d\n", len(resp.Events), resp.FirstSeq, resp.FirstSeq+uint64(len(resp.Events))-1)
+// loadCommand applies a file of any number of operations, in
+// transactions of at most engine.MaxTxOps, several in flight: a bulk
+// load. A refused transaction stops it; what was loaded before stays, and
+// is reported.
+func loadCommand(s streams) *cli.Command {
+	return &cli.Command{Name: "load", Args: "FILE.json", NArgs: 1,
+		Summary: "Bulk-load any number of operations ({\"ops\":[...]} or the array, from FILE.json or - for stdin) in transactions of " +
+			"up to 1000, in order, several in flight. A refused transaction stops the load, naming it; those before it stay.",
+		Flags: func(fs *flag.FlagSet) cli.Run {
+			var c client
+			c.register(fs, s)
+			inFlight := fs.Int("in-flight", engine.DefaultLoadInFlight, "transactions sent and not yet answered at once, `N`")
+			notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for callout agents to accept the added filters of each transaction, a `DURATION`")
+			return func(ctx context.Context, args []string) error {
+				req, err := readTx(args[0], s.stdin)
+				if err != nil {
+					return err
+				}
+				var res *engine.LoadResult
+				err = c.do(func(cl *engine.Client) (err error) {
+					res, err = cl.Load(ctx, req.Ops, *inFlight, engine.WithNotifyTimeout(*notifyTimeout))
+					return err
+				})
+				if res != nil && res.Transactions > 0 {
+					if c.asJSON {
+						if werr := writeJSON(s.stdout, res); werr != nil {
+							return werr
+						}
+					} else {
+						fmt.Fprintf(s.stdout, "loaded %d operation(s) in %d transaction(s) at log sequences %d-%d\n", res.Ops, res.Transactions, res.FirstSeq, res.LastSeq)
+						for _, r := range res.Rejected {
+							fmt.Fprintf(s.stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code,
+								cli.Printable(r.AgentID), cli.Printable(r.Error))
+						}
+					}
+				}
+				return err
+			}
+		}}
+}
+
+func printTx(w io.Writer, resp *engine.TxResponse) error {
+	fmt.Fprintf(w, "committed %d operation(s) at log sequences %d-%d\n", len(resp.Events), resp.FirstSeq, resp.FirstSeq+uint64(len(resp.Events))-1)
 	for _, ev := range resp.Events {
 		switch ev.Type {
 		case events.FilterAdded:
-			fmt.Fprintf(stdout, "  added filter %s id %d\n", ev.Filter.Key, ev.Filter.ID)
+			fmt.Fprintf(w, "  added filter %s id %d\n", ev.Filter.Key, ev.Filter.ID)
 		case events.FilterDeleted:
-			fmt.Fprintf(stdout, "  deleted filter %s id %d\n", ev.Filter.Key, ev.Filter.ID)
+			fmt.Fprintf(w, "  deleted filter %s id %d\n", ev.Filter.Key, ev.Filter.ID)
 		case events.CalloutAdded:
-			fmt.Fprintf(stdout, "  added callout %s %q\n", ev.Callout.Key, ev.Callout.Name)
+			fmt.Fprintf(w, "  added callout %s %q\n", ev.Callout.Key, ev.Callout.Name)
 		case events.CalloutDeleted:
-			fmt.Fprintf(stdout, "  deleted callout %s\n", ev.Callout.Key)
+			fmt.Fprintf(w, "  deleted callout %s\n", ev.Callout.Key)
 		}
 	}
 	for _, r := range resp.Rejected {
-		fmt.Fprintf(stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code, printable(r.AgentID), printable(r.Error))
+		fmt.Fprintf(w, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code,
+			cli.Printable(r.AgentID), cli.Printable(r.Error))
 	}
 	return nil
-}
-
-// parseFileArgs parses "FILE [flags]" (flags first work too) and reads
-// the operations from FILE, or stdin for "-".
-func parseFileArgs(fs *flag.FlagSet, args []string, cmd string, stdin io.Reader) (engine.TxRequest, error) {
-	var file string
-	if len(args) > 0 && (args[0] == "-" || !strings.HasPrefix(args[0], "-")) {
-		file, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		return engine.TxRequest{}, err
-	}
-	if file == "" && fs.NArg() == 1 {
-		file = fs.Arg(0)
-	} else if fs.NArg() > 0 || file == "" {
-		return engine.TxRequest{}, fmt.Errorf("usage: %s FILE.json (- for stdin)", cmd)
-	}
-	return readTx(file, stdin)
 }
 
 // readTx reads a transaction from a file, or stdin for "-". It takes the
@@ -99,38 +133,4 @@ func readTx(file string, stdin io.Reader) (engine.TxRequest, error) {
 		return req, fmt.Errorf("%s: not a transaction (want {\"ops\":[...]} or [...]): %w", file, err)
 	}
 	return req, nil
-}
-
-// loadCmd applies a file of any number of operations, in transactions of
-// at most engine.MaxTxOps, several in flight: a bulk load.
-func loadCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("load", stderr)
-	var c conn
-	c.register(fs)
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	inFlight := fs.Int("in-flight", engine.DefaultLoadInFlight, "transactions sent and not yet answered at once")
-	notifyTimeout := fs.Duration("notify-timeout", engine.DefaultNotifyTimeout, "how long to wait for callout agents to accept the added filters of each transaction")
-	req, err := parseFileArgs(fs, args, "engine load", stdin)
-	if err != nil {
-		return err
-	}
-	nc, err := c.dial()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	res, err := engine.NewClient(nc, engine.WithPrefix(c.prefix)).Load(ctx, req.Ops, *inFlight, engine.WithNotifyTimeout(*notifyTimeout))
-	if res != nil && res.Transactions > 0 {
-		if *asJSON {
-			if werr := writeJSON(stdout, res); werr != nil {
-				return werr
-			}
-		} else {
-			fmt.Fprintf(stdout, "loaded %d operation(s) in %d transaction(s) at log sequences %d-%d\n", res.Ops, res.Transactions, res.FirstSeq, res.LastSeq)
-			for _, r := range res.Rejected {
-				fmt.Fprintf(stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code, printable(r.AgentID), printable(r.Error))
-			}
-		}
-	}
-	return err
 }

@@ -67,9 +67,13 @@ type Flags struct {
 	TLSKey       string // its key file
 }
 
+// FlagNames are the flags Register adds, for usage texts that describe
+// them once for many commands.
+var FlagNames = []string{"server", "creds", "nkey", "user", "password-file", "token-file", "tlsca", "tlscert", "tlskey"}
+
 // Register adds --server and the credential flags to fs.
 func (f *Flags) Register(fs *flag.FlagSet) {
-	fs.StringVar(&f.URL, "server", DefaultURL(), "NATS server URL (default $"+EnvURL+", else "+nats.DefaultURL+")")
+	fs.StringVar(&f.URL, "server", DefaultURL(), "NATS server `URL` (default $"+EnvURL+", else "+nats.DefaultURL+")")
 	f.RegisterAuth(fs)
 }
 
@@ -77,14 +81,14 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 // to its environment variable. Secrets themselves (password, token) are
 // never flag values: they come from a file or the environment.
 func (f *Flags) RegisterAuth(fs *flag.FlagSet) {
-	fs.StringVar(&f.Creds, "creds", os.Getenv(EnvCreds), "user credentials file, JWT and nkey seed ($"+EnvCreds+")")
-	fs.StringVar(&f.NKey, "nkey", os.Getenv(EnvNKey), "nkey seed file ($"+EnvNKey+")")
-	fs.StringVar(&f.User, "user", os.Getenv(EnvUser), "user name; the password comes from --password-file or $"+EnvPassword+" ($"+EnvUser+")")
-	fs.StringVar(&f.PasswordFile, "password-file", "", "file holding the user's password (default: $"+EnvPassword+")")
-	fs.StringVar(&f.TokenFile, "token-file", "", "file holding an authentication token (default: $"+EnvToken+")")
-	fs.StringVar(&f.TLSCA, "tlsca", os.Getenv(EnvCA), "CA certificates file that signs the server's certificate ($"+EnvCA+")")
-	fs.StringVar(&f.TLSCert, "tlscert", os.Getenv(EnvCert), "TLS client certificate file ($"+EnvCert+")")
-	fs.StringVar(&f.TLSKey, "tlskey", os.Getenv(EnvKey), "TLS client certificate's key file ($"+EnvKey+")")
+	fs.StringVar(&f.Creds, "creds", os.Getenv(EnvCreds), "user credentials `FILE`, JWT and nkey seed ($"+EnvCreds+")")
+	fs.StringVar(&f.NKey, "nkey", os.Getenv(EnvNKey), "nkey seed `FILE` ($"+EnvNKey+")")
+	fs.StringVar(&f.User, "user", os.Getenv(EnvUser), "user `NAME`; the password comes from --password-file or $"+EnvPassword+" ($"+EnvUser+")")
+	fs.StringVar(&f.PasswordFile, "password-file", "", "`FILE` holding the user's password (default: $"+EnvPassword+")")
+	fs.StringVar(&f.TokenFile, "token-file", "", "`FILE` holding an authentication token (default: $"+EnvToken+")")
+	fs.StringVar(&f.TLSCA, "tlsca", os.Getenv(EnvCA), "CA certificates `FILE` that signs the server's certificate ($"+EnvCA+")")
+	fs.StringVar(&f.TLSCert, "tlscert", os.Getenv(EnvCert), "TLS client certificate `FILE` ($"+EnvCert+")")
+	fs.StringVar(&f.TLSKey, "tlskey", os.Getenv(EnvKey), "TLS client certificate's key `FILE` ($"+EnvKey+")")
 }
 
 // Options turns the flags into nats.go options: credentials, then TLS.

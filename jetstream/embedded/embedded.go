@@ -3,6 +3,7 @@ package embedded
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -64,6 +65,11 @@ type Options struct {
 	// NoLog silences the server's own log lines. Fatal errors (port busy,
 	// JetStream cannot start) are still turned into Start's error.
 	NoLog bool
+	// Logger, when set, gets the server's log lines as records: its
+	// notices (the startup banner among them) at info level, warnings and
+	// errors at theirs. Its handler's level decides what is written.
+	// Default: lines on stderr, prefixed "[nats-server]".
+	Logger *slog.Logger
 	// ReadyTimeout bounds the wait for the server to accept connections;
 	// default 10s.
 	ReadyTimeout time.Duration
@@ -155,7 +161,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	// Always install our logger: it reports fatal errors on a channel
 	// instead of exiting the process.
-	logger := newFatalCatcher(opts.NoLog)
+	logger := newFatalCatcher(opts.NoLog, opts.Logger)
 	ns.SetLogger(logger, false, false)
 
 	ns.Start()

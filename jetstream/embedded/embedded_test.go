@@ -1,11 +1,14 @@
 package embedded
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,4 +201,36 @@ func TestStartConfigFileDefaultsAndErrors(t *testing.T) {
 	if _, err := Start(Options{StoreDir: dir, ConfigFile: bad, NoLog: true}); err == nil || !strings.Contains(err.Error(), "bad.conf") {
 		t.Errorf("unparsable file: %v, want an error naming it", err)
 	}
+}
+
+// With Options.Logger the server's lines are log records: its notices
+// (the banner) at info, so a handler at warn level keeps them out.
+func TestLoggerGetsTheServersLines(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelWarn} {
+		var out bytes.Buffer
+		var mu sync.Mutex
+		h := slog.NewTextHandler(&lockedWriter{&mu, &out}, &slog.HandlerOptions{Level: level})
+		e, err := Start(Options{StoreDir: t.TempDir(), NoListen: true, Logger: slog.New(h)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Shutdown()
+		mu.Lock()
+		got := out.String()
+		mu.Unlock()
+		if banner := strings.Contains(got, `level=INFO msg="Starting nats-server"`); banner != (level == slog.LevelInfo) {
+			t.Errorf("handler at %v: banner logged %v:\n%s", level, banner, got)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
