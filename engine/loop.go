@@ -395,14 +395,16 @@ func (e *Engine) commitRun(ctx context.Context, run []*pending, isAtomic bool, i
 			}
 			return
 		}
-		plain := e.compact(ctx, msgs, evs, base, isAtomic)
+		// A replicated stream takes a group as one atomic batch, never as
+		// a chain: see Engine.replicated. In a batch a subject may be
+		// rolled up only by its first message (compact sees to that).
+		batch := isAtomic || (e.replicated && len(msgs) > 1)
+		plain := e.compact(ctx, msgs, evs, base, batch)
 
 		wctx, cancel := attemptCtx(ctx, deadline)
 		var n int
 		var err error
-		// A replicated stream takes a group as one atomic batch, never as
-		// a chain: see Engine.replicated.
-		if isAtomic || (e.replicated && len(msgs) > 1) {
+		if batch {
 			if _, err = jetstream.PublishFenced(wctx, e.js, base, msgs); err == nil {
 				n = len(msgs)
 			}
