@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -43,12 +44,18 @@ type compaction struct {
 	// (floors only rise); a callout without durables has none.
 	floors   map[string]uint64
 	floorsAt time.Time
+	// floorsSeq is the state's position when the floors were read: a
+	// durable consumer created since starts after it (at the log's end),
+	// so a callout without durables then may have one now, which a
+	// roll-up of an add after floorsSeq could cost messages.
+	floorsSeq uint64
 }
 
 // floorsEvery is the least time between two reads of the durable
 // consumers' floors: a delete that needs a newer one in between stays
 // plain.
-const floorsEvery = 200 * time.Millisecond
+// (A variable, so that a test can hold a read for as long as it needs.)
+var floorsEvery = 200 * time.Millisecond
 
 // compact sets the readers' headers on the filter events among msgs (the
 // messages of evs, in order, to be written from sequence base+1; atomic:
@@ -135,33 +142,43 @@ func (e *Engine) archivedThrough(ctx context.Context, seq uint64) bool {
 // consumedByDurables reports whether every durable consumer reading
 // calloutKey's filters has acknowledged the log up to seq, reading their
 // floors again (at most every floorsEvery) when the last read is short.
-// A consumer created since the last read starts at the log's end or at
-// its predecessor's floor, so a stale read errs only on the safe side.
+// A consumer created since the last read starts at the log's end then,
+// so the read vouches for a callout without durables only up to that
+// point (floorsSeq): a later add may have a durable reader the read did
+// not see.
 func (e *Engine) consumedByDurables(ctx context.Context, calloutKey string, seq uint64) bool {
 	if calloutKey == "" {
 		return true
 	}
 	c := &e.comp
 	tok := events.CalloutToken(calloutKey)
-	if floor, ok := c.floors[tok]; c.floors != nil && (!ok || floor >= seq) {
+	if floor, ok := c.floors[tok]; c.floors != nil && ((!ok && seq <= c.floorsSeq) || (ok && floor >= seq)) {
 		return true
 	}
 	if time.Since(c.floorsAt) < floorsEvery {
 		return false
 	}
+	at := e.state.Seq() // before the read: a consumer it misses starts after this
 	floors, err := e.durableFloors(ctx)
 	if err != nil {
 		e.log.Warn("engine: cannot read the durable consumers' positions; this delete does not roll up", "err", err)
 		return false
 	}
-	c.floors, c.floorsAt = floors, time.Now()
+	c.floors, c.floorsAt, c.floorsSeq = floors, time.Now(), at
 	floor, ok := floors[tok]
-	return !ok || floor >= seq
+	return (!ok && seq <= at) || (ok && floor >= seq)
 }
 
 // durableFloors lists the stream's consumers and returns, per callout
 // token, the lowest ack floor among the durable ones that read exactly
 // one callout's filter subject.
+//
+// On a cluster the list holds only the consumers whose leaders answered
+// in time (a node restarting, a partition): the others are left out
+// (the server names them as missing, which nats.go does not pass on),
+// and a durable left out would look like none. So the list is checked
+// against the consumers' names, which the meta layer knows whole: one
+// without its information fails the read, and the delete stays plain.
 func (e *Engine) durableFloors(ctx context.Context) (map[string]uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
 	defer cancel()
@@ -169,9 +186,18 @@ func (e *Engine) durableFloors(ctx context.Context) (map[string]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
+	names := map[string]bool{}
+	nl := s.ConsumerNames(ctx)
+	for name := range nl.Name() {
+		names[name] = true
+	}
+	if err := nl.Err(); err != nil {
+		return nil, err
+	}
 	floors := map[string]uint64{}
 	l := s.ListConsumers(ctx)
 	for info := range l.Info() {
+		delete(names, info.Name)
 		cfg := info.Config
 		if cfg.Durable == "" || cfg.AckPolicy == natsjs.AckNonePolicy {
 			continue
@@ -188,5 +214,11 @@ func (e *Engine) durableFloors(ctx context.Context) (map[string]uint64, error) {
 			floors[tok] = info.AckFloor.Stream
 		}
 	}
-	return floors, l.Err()
+	if err := l.Err(); err != nil {
+		return nil, err
+	}
+	for name := range names {
+		return nil, fmt.Errorf("consumer %s did not answer", name)
+	}
+	return floors, nil
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -290,5 +291,127 @@ func TestDeleteKeepsAddsADurableHasNotAcknowledged(t *testing.T) {
 	}
 	if ci, err := d.Info(ctx); err != nil || ci.AckFloor.Stream != f.ID || ci.NumAckPending != 1 {
 		t.Fatalf("durable: %+v %v; want floor at f and g still pending", ci, err)
+	}
+}
+
+// A delete's look at the durable consumers vouches for a callout it
+// found none on only up to the log's position then: a durable made since
+// starts after that, and an add it has been given since must not be
+// rolled up under it, though the engine has not looked again.
+func TestDeleteKeepsAddsOfADurableMadeSinceTheLastLook(t *testing.T) {
+	defer func(d time.Duration) { floorsEvery = d }(floorsEvery)
+	floorsEvery = time.Hour // no second look in this test
+	w := newCompactWorld(t, Config{Horizon: time.Hour})
+	ctx := context.Background()
+	co := w.callout()
+	f := w.filter(co)
+	if err := w.c.DeleteFilter(ctx, FilterRef{FilterID: f.ID}); err != nil { // the look: no durable
+		t.Fatal(err)
+	}
+	if msgs := w.onSubject(w.filterSubject(f)); len(msgs) != 1 {
+		t.Fatalf("f, no durable: subject holds %d messages, want its tombstone only", len(msgs))
+	}
+	d, err := w.stream.CreateConsumer(ctx, natsjs.ConsumerConfig{
+		Durable: "agent", AckPolicy: natsjs.AckAllPolicy, DeliverPolicy: natsjs.DeliverNewPolicy,
+		FilterSubject: events.Subjects{Prefix: events.DefaultPrefix}.CalloutFilters(co),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := w.filter(co)
+	if err := w.c.DeleteFilter(ctx, FilterRef{FilterID: g.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := w.onSubject(w.filterSubject(g)); len(msgs) != 2 || msgs[1].Header.Get(events.HeaderTTL) != "" {
+		t.Errorf("g, added after the durable was made: subject holds %d messages, want its add and a plain tombstone", len(msgs))
+	}
+	batch, err := d.Fetch(2, natsjs.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		if n == 0 && m.Headers().Get(events.HeaderEvent) != string(events.FilterAdded) {
+			t.Errorf("the durable's first message is %q, want g's add", m.Headers().Get(events.HeaderEvent))
+		}
+		n++
+	}
+	if n != 2 {
+		t.Fatalf("the durable got %d messages, want g's add and its delete", n)
+	}
+}
+
+// On a cluster, the consumer list holds only the consumers whose leaders
+// answered; one on a node just lost is left out, and a durable left out
+// must not look like none: the delete of an add it has not acknowledged
+// stays plain.
+func TestDeleteKeepsAddsOfADurableThatDidNotAnswer(t *testing.T) {
+	c := testkit.NewCluster(t, 3)
+	ctx := context.Background()
+	cfg := Config{Replicas: 3, Horizon: time.Hour, WriteTimeout: 15 * time.Second, Logger: testLogger(io.Discard)}
+	// A first engine makes the stream and the callout.
+	first, err := Start(ctx, c.Nodes[0].Connect(t, c.URLs()), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := testkit.JetStream(t, c.Nodes[0].Connect(t, c.URLs()))
+	co, err := NewClient(setup.Conn()).AddCallout(ctx, events.Callout{Name: "c"})
+	first.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := setup.Stream(ctx, events.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The durable's one replica goes with the node it sits on, which must
+	// lead neither the stream nor the meta layer: then the rest of the
+	// cluster answers at once, and the consumer list leaves it out after
+	// the server's 4 s wait for it. The server picks the node.
+	streamLeader := c.StreamLeader(setup, events.DefaultStream)
+	lost := -1
+	testkit.Eventually(t, "a durable on a node that leads nothing", func() bool {
+		_ = s.DeleteConsumer(ctx, "agent")
+		d, err := s.CreateConsumer(ctx, natsjs.ConsumerConfig{
+			Durable: "agent", Replicas: 1, AckPolicy: natsjs.AckAllPolicy, DeliverPolicy: natsjs.DeliverNewPolicy,
+			FilterSubject: events.Subjects{Prefix: events.DefaultPrefix}.CalloutFilters(co.Key),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost = c.Index(d.CachedInfo().Cluster.Leader)
+		return lost >= 0 && lost != streamLeader && !c.Nodes[lost].Server().JetStreamIsLeader()
+	})
+	other := (lost + 1) % 3
+	nc := c.Nodes[other].Connect(t, c.URLs())
+	e, err := Start(ctx, nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	js, client := testkit.JetStream(t, nc), NewClient(nc)
+	g, err := client.AddFilter(ctx, events.Filter{Name: "g", Layer: "ALE_AUTH_CONNECT_V4", Action: events.ActionCalloutInspection, CalloutKey: co.Key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Crash(lost)
+	// A look at the consumers waits out the server's 4 s for the lost
+	// one, and the engine's tail may have gone with the node too.
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := client.DeleteFilter(dctx, FilterRef{FilterID: g.ID}); err != nil {
+		t.Fatal(err)
+	}
+	s, err = js.Stream(ctx, events.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := events.Subjects{Prefix: events.DefaultPrefix}.Filter(g)
+	m, err := s.GetMsg(ctx, 1, natsjs.WithGetMsgSubject(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Sequence != g.ID {
+		t.Fatalf("g's subject starts at %d, want its add at %d: the delete rolled up an add the durable had not acknowledged", m.Sequence, g.ID)
 	}
 }
