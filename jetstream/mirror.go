@@ -58,6 +58,14 @@ func (c MirrorConfig) natsConfig() natsjs.StreamConfig {
 		MaxBytes:          -1,
 		MaxMsgsPerSubject: -1,
 		AllowDirect:       true,
+		// The log compacts (see LogConfig): a mirror applies a delete's
+		// roll-up and expires its TTL only when it allows them too, and
+		// would otherwise keep every add a delete replaced. (The engine's
+		// janitor purges on the origin are not mirrored: a plain
+		// tombstone stays at the site with the add before it, which a
+		// last-per-subject read reads as the delete it is.)
+		AllowRollup: true,
+		AllowMsgTTL: true,
 	}
 }
 
@@ -96,13 +104,14 @@ func EnsureMirror(ctx context.Context, js natsjs.JetStream, cfg MirrorConfig) (n
 	if m := have.Mirror; m == nil || m.Name != cfg.Origin || m.External == nil || m.External.APIPrefix != "$JS."+cfg.OriginDomain+".API" {
 		return nil, fmt.Errorf("%w: %q is not a mirror of %q in domain %q", ErrNotAMirror, cfg.Name, cfg.Origin, cfg.OriginDomain)
 	}
-	if have.Replicas == cfg.Replicas {
+	if have.Replicas == cfg.Replicas && have.AllowRollup && have.AllowMsgTTL && !have.DenyPurge {
 		return s, nil
 	}
-	old := have.Replicas
-	have.Replicas = cfg.Replicas
+	old := have
+	have.Replicas, have.AllowRollup, have.AllowMsgTTL, have.DenyPurge = cfg.Replicas, true, true, false
 	if s, err = js.UpdateStream(ctx, have); err != nil {
-		return nil, fmt.Errorf("jetstream: mirror %q: replicas %d, want %d, and the update was refused: %w", cfg.Name, old, cfg.Replicas, err)
+		return nil, fmt.Errorf("jetstream: mirror %q: replicas %d, want %d; roll-ups and TTLs allowed: %v, %v, want both; the update was refused: %w",
+			cfg.Name, old.Replicas, cfg.Replicas, old.AllowRollup, old.AllowMsgTTL, err)
 	}
 	return s, nil
 }
