@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -105,17 +106,18 @@ func (b *bench) fleet(ctx context.Context) error {
 	if _, _, err := b.runFleet(ctx, spec, 0); err != nil {
 		return err
 	}
-	if err := sleepCtx(ctx, fileStoreCacheExpiry); err != nil {
+	rest := cmp.Or(b.cfg.FleetRest, fileStoreCacheExpiry)
+	if err := sleepCtx(ctx, rest); err != nil {
 		return err
 	}
 	spec.Agents = c.FleetAgents
 	spec.Kind = kindFleetAgents
-	ours, ourGrowth, err := b.runFleet(ctx, spec, fileStoreCacheExpiry)
+	ours, ourGrowth, err := b.runFleet(ctx, spec, rest)
 	if err != nil {
 		return err
 	}
 	spec.Kind = kindFleetRaw
-	raw, rawGrowth, err := b.runFleet(ctx, spec, fileStoreCacheExpiry)
+	raw, rawGrowth, err := b.runFleet(ctx, spec, rest)
 	if err != nil {
 		return err
 	}
@@ -140,7 +142,7 @@ func (b *bench) fleet(ctx context.Context) error {
 		ourGrowth.rest, rawGrowth.rest, "per raw ordered consumer (last per subject) doing the same read", oursAtMost(50*1024, unitPerAgent),
 		fmt.Sprintf("RSS of the process holding the embedded nats-server, after two GCs and returning freed memory, before the fleet and "+
 			"%v after every agent synced (agents still registered: the block caches the reads loaded have expired), over the number of agents; "+
-			"just after the sync: ours %.0f KB, raw %.0f KB", fileStoreCacheExpiry, ourGrowth.synced/1024, rawGrowth.synced/1024)))
+			"just after the sync: ours %.0f KB, raw %.0f KB", rest, ourGrowth.synced/1024, rawGrowth.synced/1024)))
 	b.report.add(newFigure("fleet", "fleet_rss_bare", "fleet: server RSS per bare connection + core subscription, at rest", unitPerAgent,
 		bareGrowth.rest, ourGrowth.rest, "per agent of ours, at rest", nil,
 		"the floor under the agents' figure: a connection with one subscription to its callout's live subject, nothing else"))

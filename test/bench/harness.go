@@ -59,6 +59,10 @@ type Config struct {
 	FleetCallouts int `json:"fleetCallouts"`
 	FleetFilters  int `json:"fleetFilters"`
 	FleetAgents   int `json:"fleetAgents"`
+	// FleetRest is how long the fleet stays up after it synced before the
+	// server's memory is read at rest (default fileStoreCacheExpiry, past
+	// the file store's block caches; the test harness makes it short).
+	FleetRest time.Duration `json:"fleetRest"`
 	// ClassifyFilters filters per layer are classified against, by
 	// ClassifyCallers API callers, for ClassifyDuration per measurement.
 	ClassifyFilters  int           `json:"classifyFilters"`
