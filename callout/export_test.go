@@ -20,3 +20,8 @@ func SetTxHoldTimeout(d time.Duration) (restore func()) {
 	txHoldTimeout = d
 	return func() { txHoldTimeout = old }
 }
+
+// SnapshotDrained asks the agent whether its snapshot's consumer is done,
+// as its check does when the snapshot stalls. Call it only while the
+// agent's handler is blocked (the notify goroutine owns what it reads).
+func SnapshotDrained(a *Agent) bool { return a.snapshotDrained() }

@@ -2,11 +2,14 @@ package callout_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
 	"github.com/wfpnats/wfp/callout"
 	"github.com/wfpnats/wfp/events"
+	"github.com/wfpnats/wfp/internal/testkit"
+	"github.com/wfpnats/wfp/jetstream"
 )
 
 // R3: a replay agent is told every current filter once, with Initial set,
@@ -191,4 +194,51 @@ func TestR3_ReplaySurvivesConsumerResetMidSnapshot(t *testing.T) {
 		t.Fatalf("X told %d times, want 0 or add+delete", xSeen)
 	}
 	t.Logf("stats %+v (X replayed: %v)", a.Stats(), xSeen == 2)
+}
+
+// A replay agent whose handler is slower than the server: the snapshot's
+// consumer has handed every message over (none pending on the server)
+// while most wait in the client, unread. That is not the end of the
+// snapshot (the check for a snapshot whose rest left the stream must not
+// take it for one), or the agent would sync and drop them.
+func TestR3_SnapshotHandedOverIsNotSnapshotRead(t *testing.T) {
+	e := newEnv(t)
+	ck := newKey()
+	const n = 20
+	for i := range n {
+		e.add(ck, fmt.Sprint("f", i))
+	}
+	blocked, release := make(chan struct{}), make(chan struct{})
+	first := true
+	h := callout.HandlerFunc(func(ctx context.Context, t callout.NotifyType, f *callout.Filter) error {
+		if first {
+			first = false
+			close(blocked)
+			<-release
+		}
+		return nil
+	})
+	ag := e.register(ck, h, callout.WithMode(callout.Replay))
+	waitClosed(t, blocked, "the first snapshot call")
+	cons, err := e.js.Consumer(context.Background(), jetstream.DefaultStreamName, events.AgentConsumer(ck, ag.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the server to hand the whole snapshot over", func() bool {
+		ci, err := cons.Info(context.Background())
+		return err == nil && ci.NumPending == 0
+	})
+	drained := callout.SnapshotDrained(ag)
+	close(release)
+	if drained {
+		t.Fatal("the snapshot counts as read with 19 of its messages unhandled")
+	}
+	select {
+	case <-ag.Synced():
+	case <-ctxTimeout(t):
+		t.Fatal("the agent did not sync")
+	}
+	if held := ag.Stats().Held; held != n {
+		t.Fatalf("synced holding %d filters, want %d", held, n)
+	}
 }

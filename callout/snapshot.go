@@ -61,9 +61,18 @@ func (s *snapshot) advance(seq uint64, last bool) (ended bool) {
 // drained reports whether the snapshot's consumer has nothing left to
 // deliver: the messages still counted left the stream before they were
 // read. Asked when the snapshot stalls.
+//
+// Nothing pending on the server is not enough: it has handed over what
+// it delivered, which may still wait in the client's buffers, unread by
+// the handler (a busy process, a slow handler). The snapshot has ended
+// only once the agent has handled the last message delivered.
 func (a *Agent) snapshotDrained() bool {
 	ctx, cancel := context.WithTimeout(a.ctx, apiTimeout)
 	defer cancel()
 	c, err := a.js.Consumer(ctx, a.o.stream, a.src.name())
-	return err == nil && c.CachedInfo().NumPending == 0
+	if err != nil {
+		return false
+	}
+	ci := c.CachedInfo()
+	return ci.NumPending == 0 && ci.Delivered.Stream <= a.seen
 }
