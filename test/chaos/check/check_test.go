@@ -147,6 +147,22 @@ func TestSnapshotMayLackAFilterDeletedLater(t *testing.T) {
 	}
 }
 
+// A snapshot read again from a stream sequence (its consumer recreated)
+// may tell a filter added and deleted before it synced, both; not a
+// delete of one it never told.
+func TestSnapshotMayTellAnAddAndItsDelete(t *testing.T) {
+	ok := Agent{Name: "replay", Callout: co, Mode: Replay, Runs: [][]Notice{{initN(2, "a"), initN(3, "b"), initN(4, "c"),
+		{Delete: true, ID: 2, Key: "a", Initial: true}, addN(6, "d")}}}
+	if r := verify(t, history(), nil, []Agent{ok}, nil); !r.OK() {
+		t.Fatalf("snapshot with a's add and delete: %v", r)
+	}
+	bad := Agent{Name: "replay", Callout: co, Mode: Replay, Runs: [][]Notice{{initN(3, "b"), initN(4, "c"),
+		{Delete: true, ID: 2, Key: "a", Initial: true}, addN(6, "d")}}}
+	if r := verify(t, history(), nil, []Agent{bad}, nil); r.Divergent == 0 {
+		t.Fatalf("snapshot deleting a it never told: not found divergent: %v", r)
+	}
+}
+
 func TestEngineStateIsTheFold(t *testing.T) {
 	fs := []*events.Filter{{Key: "b", ID: 3}, {Key: "c", ID: 4}, {Key: "d", ID: 6}}
 	r := verify(t, history(), nil, nil, []Engine{{Name: "ok", Seq: 6, Filters: fs}, {Name: "behind", Seq: 5, Filters: fs[:2]}})
