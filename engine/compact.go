@@ -57,6 +57,12 @@ type compaction struct {
 // (A variable, so that a test can hold a read for as long as it needs.)
 var floorsEvery = 200 * time.Millisecond
 
+// lookTimeout bounds a look at the durable consumers or the archive. The
+// writer waits for it, so every write waits with it: when the cluster
+// cannot answer (a leader lost) the delete stays plain rather than hold
+// the log up. (A variable for a test that must see a slow answer.)
+var lookTimeout = time.Second
+
 // compact sets the readers' headers on the filter events among msgs (the
 // messages of evs, in order, to be written from sequence base+1; atomic:
 // one batch) and the compaction headers on the tombstones, and returns the
@@ -128,7 +134,7 @@ func (e *Engine) archivedThrough(ctx context.Context, seq uint64) bool {
 	if c.archive == "" || c.archived >= seq {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+	ctx, cancel := context.WithTimeout(ctx, min(e.cfg.WriteTimeout, lookTimeout))
 	defer cancel()
 	n, err := jetstream.ArchivedThrough(ctx, e.js, c.archive)
 	if err != nil {
@@ -180,7 +186,7 @@ func (e *Engine) consumedByDurables(ctx context.Context, calloutKey string, seq 
 // against the consumers' names, which the meta layer knows whole: one
 // without its information fails the read, and the delete stays plain.
 func (e *Engine) durableFloors(ctx context.Context) (map[string]uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+	ctx, cancel := context.WithTimeout(ctx, min(e.cfg.WriteTimeout, lookTimeout))
 	defer cancel()
 	s, err := e.js.Stream(ctx, e.cfg.Stream)
 	if err != nil {

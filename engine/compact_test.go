@@ -349,6 +349,8 @@ func TestDeleteKeepsAddsOfADurableMadeSinceTheLastLook(t *testing.T) {
 // must not look like none: the delete of an add it has not acknowledged
 // stays plain.
 func TestDeleteKeepsAddsOfADurableThatDidNotAnswer(t *testing.T) {
+	defer func(d time.Duration) { lookTimeout = d }(lookTimeout)
+	lookTimeout = 15 * time.Second // past the server's 4 s wait for the lost consumer
 	c := testkit.NewCluster(t, 3)
 	ctx := context.Background()
 	cfg := Config{Replicas: 3, Horizon: time.Hour, WriteTimeout: 15 * time.Second, Logger: testLogger(io.Discard)}
