@@ -139,6 +139,9 @@ func newWorld(cfg config, b bins, dir string, nServers, nEngines, replicas int) 
 	if w.js, err = natsjs.New(w.nc); err != nil {
 		return w, err
 	}
+	if err := w.waitPeers(nServers); err != nil {
+		return w, err
+	}
 	w.client = engine.NewClient(w.nc)
 	for i := range nEngines {
 		e := &proc{name: fmt.Sprintf("engine-%c", 'A'+i), bin: b.engine, dir: dir,
@@ -203,6 +206,33 @@ func newWorld(cfg config, b bins, dir string, nServers, nEngines, replicas int) 
 		w.load.Run(engine.NewClient(nc), append(w.callouts, ""), uint64(i), callTimeout)
 	}
 	return w, nil
+}
+
+// waitPeers waits until a stream of n replicas can be placed: a cluster
+// whose servers are up may not have every peer online in its meta layer
+// yet, and an engine started then is refused its R3 mark bucket ("no
+// suitable peers for placement"), which is the harness's haste, not a
+// fault under test.
+func (w *world) waitPeers(n int) error {
+	if n < 2 {
+		return nil
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s, err := w.js.CreateStream(ctx, natsjs.StreamConfig{Name: "CHAOS_PEERS", Subjects: []string{"chaos.peers"}, Replicas: n, Storage: natsjs.MemoryStorage})
+		if err == nil {
+			err = w.js.DeleteStream(ctx, s.CachedInfo().Config.Name)
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("a stream of %d replicas cannot be placed: %w", n, err)
+		}
+		time.Sleep(250 * time.Millisecond) // polled, with the deadline above: the meta layer offers no event for this
+	}
 }
 
 // connect opens a client connection to the deployment that rides through
