@@ -82,10 +82,7 @@ func loadCommand(s streams) *cli.Command {
 						}
 					} else {
 						fmt.Fprintf(s.stdout, "loaded %d operation(s) in %d transaction(s) at log sequences %d-%d\n", res.Ops, res.Transactions, res.FirstSeq, res.LastSeq)
-						for _, r := range res.Rejected {
-							fmt.Fprintf(s.stdout, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code,
-								cli.Printable(r.AgentID), cli.Printable(r.Error))
-						}
+						printRejected(s.stdout, res.Rejected)
 					}
 				}
 				return err
@@ -107,11 +104,17 @@ func printTx(w io.Writer, resp *engine.TxResponse) error {
 			fmt.Fprintf(w, "  deleted callout %s\n", ev.Callout.Key)
 		}
 	}
-	for _, r := range resp.Rejected {
+	printRejected(w, resp.Rejected)
+	return nil
+}
+
+// printRejected lists the filters an agent rejected (R7), which the
+// engine deleted again.
+func printRejected(w io.Writer, rejected []engine.Rejection) {
+	for _, r := range rejected {
 		fmt.Fprintf(w, "  rejected filter %s id %d: %s: agent %s: %s (deleted again)\n", r.FilterKey, r.FilterID, r.Code,
 			cli.Printable(r.AgentID), cli.Printable(r.Error))
 	}
-	return nil
 }
 
 // readTx reads a transaction from a file, or stdin for "-". It takes the
