@@ -175,8 +175,15 @@ func (a *Agent) releaseReader(r *reader) {
 
 // goLive ends a consumer phase of a live or replay agent (the snapshot,
 // a catch-up): the consumer goes, and the live subscription is read from
-// the last message read on. A message of the subscription held back when
-// it revealed the gap comes first, if it is still news.
+// the last message read on.
+//
+// A message of the subscription held back when it revealed a gap was
+// stored before it was published, so a catch-up that read the log to
+// its end has read it too. One that ended before it read a stream
+// behind its leader (a replica the consumer sat on, just back from a
+// partition; a mirror): what lies between is not known yet, so the
+// agent keeps the message and catches up again at the next check (or
+// the next message) rather than skip it.
 func (a *Agent) goLive() {
 	if a.src != nil {
 		a.releaseReader(a.src)
@@ -184,10 +191,12 @@ func (a *Agent) goLive() {
 	}
 	a.live.floor.Store(a.seen)
 	if h := a.held; h != nil {
-		a.held = nil
 		if h.seq > a.seen {
-			a.dispatch(h) // whatever was missing before it is no longer in the log
+			a.recheck = true
+			a.log.Info("the catch-up ended before the message that revealed the gap; catching up again", "lastRead", a.seen, "held", h.seq)
+			return
 		}
+		a.held = nil
 	}
 }
 
